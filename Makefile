@@ -1,0 +1,36 @@
+# Two commands for a new user:  make run  (install, then a short training run)  and  make test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages for headless MuJoCo rendering (DMControl from pixels).
+GL_PKGS := libosmesa6 libgl1-mesa-dri libegl-mesa0 libgl1
+export MUJOCO_GL ?= egl
+
+RUN_FLAGS ?= --env=Pong --seed=0 --total_steps=600 --learning_starts=300 --eval_episodes=2 --log_every=100 --workdir=runs/make_run
+
+.PHONY: install gl test run clean
+install: $(STAMP) gl
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+gl:
+	@dpkg -s $(GL_PKGS) >/dev/null 2>&1 || { \
+	  echo "installing $(GL_PKGS) for headless MuJoCo rendering"; \
+	  apt-get install -y -q $(GL_PKGS) >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q $(GL_PKGS) >/dev/null; } || \
+	  { echo "could not install $(GL_PKGS): run as root or install them yourself" >&2; exit 1; }; }
+
+test: install
+	$(BIN)/python -m pytest -n auto --dist loadfile
+
+run: install
+	$(BIN)/python -m experiments.train_atari $(RUN_FLAGS)
+
+clean:
+	rm -rf $(VENV) runs report .pytest_cache
