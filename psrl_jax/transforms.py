@@ -1,0 +1,127 @@
+"""Pure array transforms of PSRL: correlation volume, flow decoding, warping, flow up-sampling, augmentation.
+
+Arrays are NHWC float32 unless stated. A flow has flow[..., 0] = dx (columns) and flow[..., 1] = dy (rows),
+in pixels of the grid it lives on. Nothing here imports from the package.
+"""
+from typing import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def displacements(max_displacement: int) -> jnp.ndarray:
+    """The (dx, dy) of every correlation-volume channel k = (dy + r)(2r + 1) + (dx + r): [(2r+1)**2, 2]."""
+    r = max_displacement
+    dy, dx = jnp.meshgrid(jnp.arange(-r, r + 1), jnp.arange(-r, r + 1), indexing='ij')
+    return jnp.stack([dx.ravel(), dy.ravel()], axis=-1).astype(jnp.float32)
+
+
+def correlation_volume(z_a: jnp.ndarray, z_b: jnp.ndarray, max_displacement: int) -> jnp.ndarray:
+    """V[b, y, x, k] = <z_a[b, y, x], z_b[b, y + dy, x + dx]> / C over a (2r+1)**2 window.
+
+    z_a, z_b: [B, H, W, C]; positions outside z_b count as zeros. Returns [B, H, W, (2r+1)**2] with
+    k = (dy + r)(2r + 1) + (dx + r).
+    """
+    chex.assert_rank(z_a, 4)
+    chex.assert_equal_shape((z_a, z_b))
+    r = max_displacement
+    _, height, width, channels = z_a.shape
+    padded = jnp.pad(z_b, ((0, 0), (r, r), (r, r), (0, 0)))
+    slices = [
+        jnp.sum(z_a * padded[:, r + dy:r + dy + height, r + dx:r + dx + width], axis=-1)
+        for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+    ]
+    return jnp.stack(slices, axis=-1) / channels
+
+
+def flow_from_volume(volume: jnp.ndarray, max_displacement: int, inverse_temperature=1.0) -> jnp.ndarray:
+    """Soft-argmax decoding: the expected (dx, dy) under softmax(beta * V) over the window.
+
+    volume: [B, H, W, (2r+1)**2]; returns a flow [B, H, W, 2] in cells of the volume's grid. Differentiable.
+    """
+    chex.assert_rank(volume, 4)
+    probabilities = jax.nn.softmax(inverse_temperature * volume, axis=-1)
+    return probabilities @ displacements(max_displacement)
+
+
+def warp(image: jnp.ndarray, flow: jnp.ndarray) -> jnp.ndarray:
+    """Bilinear backward warp: out[b, y, x] = image[b] sampled at (x + dx, y + dy).
+
+    image: [B, H, W, C], flow: [B, H, W, 2] in pixels. Each of the four neighbours that lies outside the
+    image contributes zero. Returns [B, H, W, C].
+    """
+    chex.assert_rank((image, flow), 4)
+    chex.assert_equal_shape_prefix((image, flow), 3)
+    batch, height, width, channels = image.shape
+    rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing='ij')
+    x = cols + flow[..., 0]
+    y = rows + flow[..., 1]
+    x0, y0 = jnp.floor(x), jnp.floor(y)
+    wx, wy = (x - x0)[..., None], (y - y0)[..., None]
+    flat = image.reshape(batch, height * width, channels)
+
+    def tap(yi, xi):
+        inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+        index = (jnp.clip(yi, 0, height - 1) * width + jnp.clip(xi, 0, width - 1)).astype(jnp.int32)
+        values = jnp.take_along_axis(flat, index.reshape(batch, -1, 1), axis=1)
+        return values.reshape(batch, height, width, channels) * inside[..., None]
+
+    return ((1 - wx) * (1 - wy) * tap(y0, x0) + wx * (1 - wy) * tap(y0, x0 + 1)
+            + (1 - wx) * wy * tap(y0 + 1, x0) + wx * wy * tap(y0 + 1, x0 + 1))
+
+
+def upsample_flow(flow: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
+    """Bilinear up-sampling of a flow [B, h, w, 2] to [B, height, width, 2], rescaled to the new pixels.
+
+    Half-pixel-centred grids: a displacement of one cell of the h x w grid is height / h pixels (rows) and
+    width / w pixels (columns).
+    """
+    chex.assert_rank(flow, 4)
+    batch, h, w, _ = flow.shape
+    resized = jax.image.resize(flow, (batch, height, width, 2), method='linear')
+    return resized * jnp.array([width / w, height / h], dtype=flow.dtype)
+
+
+def random_shift(key: chex.PRNGKey, images: jnp.ndarray, pad: int = 4) -> jnp.ndarray:
+    """Pads each image by replicating its border by `pad` pixels, then crops back at a random offset.
+
+    images: [B, H, W, C] (any dtype); one offset per image. Returns [B, H, W, C] of the same dtype.
+    """
+    chex.assert_rank(images, 4)
+    batch, height, width, channels = images.shape
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='edge')
+    offsets = jax.random.randint(key, (batch, 2), 0, 2 * pad + 1)
+    crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (height, width, channels))
+    return jax.vmap(crop)(padded, offsets)
+
+
+def random_intensity(key: chex.PRNGKey, images: jnp.ndarray, scale: float = 0.05) -> jnp.ndarray:
+    """Scales each image by 1 + scale * clip(N(0, 1), -2, 2) (SPR's intensity augmentation).
+
+    images: float [B, ...]; one factor per image.
+    """
+    noise = jnp.clip(jax.random.normal(key, (images.shape[0],)), -2.0, 2.0)
+    factor = 1.0 + scale * noise
+    return images * factor.reshape((-1,) + (1,) * (images.ndim - 1))
+
+
+def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequence[str]) -> jnp.ndarray:
+    """Observations [..., H, W, C] (uint8, or float in [0, 1]) -> float32 in [0, 1], augmented.
+
+    augmentations: names applied in order, from 'shift' (pad 4, replicate) and 'intensity' (scale 0.05).
+    Leading axes (batch, time) are flattened so every frame stack gets its own draw, as SPR does.
+    """
+    lead, frame_shape = observations.shape[:-3], observations.shape[-3:]
+    images = observations.reshape((-1,) + frame_shape).astype(jnp.float32)
+    if observations.dtype == jnp.uint8:
+        images = images / 255.0
+    keys = jax.random.split(key, len(augmentations)) if augmentations else []
+    for name, k in zip(augmentations, keys):
+        if name == 'shift':
+            images = random_shift(k, images)
+        elif name == 'intensity':
+            images = random_intensity(k, images)
+        else:
+            raise ValueError(f'unknown augmentation {name!r}: use shift or intensity')
+    return images.reshape(lead + frame_shape)
