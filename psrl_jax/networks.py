@@ -1,0 +1,203 @@
+"""Flax (linen) modules: encoders, PSRL's correspondence module C, transition model G, projection psi,
+the dueling noisy C51 head for Rainbow, and DrQ's SAC actor and critic.
+
+Inputs are NHWC float32; image observations are scaled to [0, 1] before the encoders.
+"""
+from typing import Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from psrl_jax.transforms import correlation_volume, flow_from_volume
+
+
+def renormalize(x: jnp.ndarray) -> jnp.ndarray:
+    """Per-example min-max scaling to [0, 1] over all non-batch axes (SPR's `renormalize`)."""
+    flat = x.reshape(x.shape[0], -1)
+    low = flat.min(axis=-1, keepdims=True)
+    high = flat.max(axis=-1, keepdims=True)
+    return ((flat - low) / (high - low + 1e-5)).reshape(x.shape)
+
+
+class AtariEncoder(nn.Module):
+    """The Nature-DQN convolutions as SPR uses them: [B, 84, 84, 4] -> [B, 7, 7, 64], renormalized."""
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            x = nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride), padding='VALID')(x))
+        return renormalize(x)
+
+
+class DMCEncoder(nn.Module):
+    """DrQ's convolutions (4 x 32 channels, 3x3, strides 2, 1, 1, 1): [B, 84, 84, 9] -> [B, 35, 35, 32]."""
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        for stride in (2, 1, 1, 1):
+            x = nn.relu(nn.Conv(32, (3, 3), (stride, stride), padding='VALID')(x))
+        return x
+
+
+ENCODERS = {'atari': AtariEncoder, 'dmc': DMCEncoder}
+
+
+class CorrespondenceModule(nn.Module):
+    """C(z_a, z_b) -> flow c_{a->b} [B, h, w, 2] in cells of the feature grid.
+
+    Soft-argmax over the correlation volume (learned inverse temperature), refined by a small conv net that
+    sees the volume and the coarse flow; the refinement starts at zero.
+    """
+    max_displacement: int = 3
+    hidden: int = 64
+    init_inverse_temperature: float = 10.0
+
+    @nn.compact
+    def __call__(self, z_a: jnp.ndarray, z_b: jnp.ndarray) -> jnp.ndarray:
+        # The volume of unit-RMS features, a cosine similarity in [-1, 1] that does not favour bright
+        # cells: V(z_a, z_b) / (rms_a(p) rms_b(p + d)). Scaling V afterwards is exact and, unlike
+        # normalising the features first, keeps XLA's CPU fusions fast.
+        inverse_rms = lambda z: jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + 1e-6)
+        r = self.max_displacement
+        volume = (correlation_volume(z_a, z_b, r) * inverse_rms(z_a)
+                  * correlation_volume(jnp.ones_like(z_a[..., :1]), inverse_rms(z_b), r))
+        log_beta = self.param('log_inverse_temperature',
+                              nn.initializers.constant(jnp.log(self.init_inverse_temperature)), ())
+        coarse = flow_from_volume(volume, self.max_displacement, jnp.exp(log_beta))
+        x = nn.relu(nn.Conv(self.hidden, (3, 3))(jnp.concatenate([volume, coarse], axis=-1)))
+        x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
+        return coarse + nn.Conv(2, (3, 3), kernel_init=nn.initializers.zeros)(x)
+
+
+class TransitionModel(nn.Module):
+    """G(Z, a) -> next Z, same shape [B, h, w, C]; the action enters as input planes.
+
+    num_actions: one-hot planes for a discrete action [B] (int); None: the action vector [B, A] as planes.
+    """
+    num_actions: Optional[int]
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, action: jnp.ndarray) -> jnp.ndarray:
+        if self.num_actions is not None:
+            action = jax.nn.one_hot(action, self.num_actions)
+        planes = jnp.broadcast_to(action[:, None, None, :], z.shape[:3] + action.shape[-1:])
+        x = nn.relu(nn.Conv(self.hidden, (3, 3))(jnp.concatenate([z, planes], axis=-1)))
+        x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
+        return nn.Conv(z.shape[-1], (3, 3))(x)
+
+
+class Conv1x1(nn.Module):
+    """The 1x1 convolution that turns features z [B, h, w, C] into representations Z [B, h, w, C]."""
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
+        return nn.Conv(z.shape[-1], (1, 1))(z)
+
+
+class Projection(nn.Module):
+    """psi: a linear projection of the flattened representation, [B, h, w, C] -> [B, dim]."""
+    dim: int
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray) -> jnp.ndarray:
+        return nn.Dense(self.dim)(z.reshape(z.shape[0], -1))
+
+
+def _noisy_uniform(bound):
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class NoisyDense(nn.Module):
+    """Dense layer with factorised Gaussian parameter noise (Fortunato et al.); noise from rng 'noise'."""
+    features: int
+    std_init: float = 0.5
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, noisy: bool) -> jnp.ndarray:
+        fan_in = x.shape[-1]
+        bound = fan_in ** -0.5
+        kernel = self.param('kernel', _noisy_uniform(bound), (fan_in, self.features))
+        bias = self.param('bias', _noisy_uniform(bound), (self.features,))
+        kernel_sigma = self.param('kernel_sigma', nn.initializers.constant(self.std_init * bound),
+                                  (fan_in, self.features))
+        bias_sigma = self.param('bias_sigma',
+                                nn.initializers.constant(self.std_init * self.features ** -0.5),
+                                (self.features,))
+        if not noisy:
+            return x @ kernel + bias
+        key_in, key_out = jax.random.split(self.make_rng('noise'))
+        scaled = lambda e: jnp.sign(e) * jnp.sqrt(jnp.abs(e))
+        eps_in = scaled(jax.random.normal(key_in, (fan_in,)))
+        eps_out = scaled(jax.random.normal(key_out, (self.features,)))
+        return x @ (kernel + kernel_sigma * jnp.outer(eps_in, eps_out)) + bias + bias_sigma * eps_out
+
+
+def scale_gradient(x: jnp.ndarray, scale: float) -> jnp.ndarray:
+    """Identity forward; multiplies the gradient by `scale` backward."""
+    return x * scale + jax.lax.stop_gradient(x) * (1.0 - scale)
+
+
+class RainbowHead(nn.Module):
+    """Dueling noisy C51 head: features [B, h, w, C] -> atom logits [B, num_actions, num_atoms].
+
+    As SPR: hidden 256 per stream, the dueling streams' shared input gradient scaled by 2**-0.5.
+    """
+    num_actions: int
+    num_atoms: int = 51
+    hidden: int = 256
+    noisy_std: float = 0.5
+
+    @nn.compact
+    def __call__(self, features: jnp.ndarray, noisy: bool = True) -> jnp.ndarray:
+        x = scale_gradient(features.reshape(features.shape[0], -1), 2 ** -0.5)
+        dense = lambda n: (lambda h: NoisyDense(n, self.noisy_std)(h, noisy))
+        advantage = dense(self.num_actions * self.num_atoms)(nn.relu(dense(self.hidden)(x)))
+        advantage = advantage.reshape(-1, self.num_actions, self.num_atoms)
+        value = dense(self.num_atoms)(nn.relu(dense(self.hidden)(x)))[:, None, :]
+        return value + advantage - advantage.mean(axis=1, keepdims=True)
+
+
+class Trunk(nn.Module):
+    """DrQ's trunk: flatten -> Dense(feature_dim) -> LayerNorm -> tanh.  [B, h, w, C] -> [B, feature_dim]."""
+    feature_dim: int = 50
+
+    @nn.compact
+    def __call__(self, features: jnp.ndarray) -> jnp.ndarray:
+        x = nn.Dense(self.feature_dim)(features.reshape(features.shape[0], -1))
+        return jnp.tanh(nn.LayerNorm()(x))
+
+
+def _mlp(x: jnp.ndarray, hidden: int, out: int) -> jnp.ndarray:
+    for _ in range(2):
+        x = nn.relu(nn.Dense(hidden)(x))
+    return nn.Dense(out)(x)
+
+
+class Critic(nn.Module):
+    """SAC double Q: (conv features [B, h, w, C], action [B, A]) -> (q1 [B], q2 [B]); owns its trunk."""
+    hidden: int = 1024
+    feature_dim: int = 50
+
+    @nn.compact
+    def __call__(self, features: jnp.ndarray, action: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+        x = jnp.concatenate([Trunk(self.feature_dim)(features), action], axis=-1)
+        return _mlp(x, self.hidden, 1)[:, 0], _mlp(x, self.hidden, 1)[:, 0]
+
+
+class Actor(nn.Module):
+    """SAC actor on (detached) conv features [B, h, w, C] -> (mean [B, A], log_std [B, A]) of the
+    pre-tanh Gaussian; log_std squashed into [log_std_min, log_std_max] as DrQ does."""
+    action_dim: int
+    hidden: int = 1024
+    feature_dim: int = 50
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, features: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+        out = _mlp(Trunk(self.feature_dim)(features), self.hidden, 2 * self.action_dim)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(log_std) + 1)
+        return mean, log_std
