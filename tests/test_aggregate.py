@@ -1,0 +1,212 @@
+"""End-to-end tests of experiments/aggregate.py on hand-made run folders."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the root off the path.
+    sys.path.insert(0, str(ROOT))
+
+from experiments import aggregate  # noqa: E402
+
+# (folder under runs/, algorithm, env, seed, total_steps, final eval return)
+RUNS = [
+    ('psrl_pong/seed_0', 'psrl', 'Pong', 0, 100_000, -10.0),  # --num_seeds layout
+    ('psrl_pong/seed_1', 'psrl', 'Pong', 1, 100_000, -6.0),
+    ('psrl_breakout_s0', 'psrl', 'Breakout', 0, 100_000, 10.0),  # one folder per seed
+    ('psrl_breakout_s1', 'psrl', 'Breakout', 1, 100_000, 16.0),
+    ('spr_pong', 'spr', 'Pong', 0, 100_000, -4.0),
+    ('spr_breakout/seed_0', 'spr', 'Breakout', 0, 100_000, 20.0),
+    ('spr_breakout/seed_1', 'spr', 'Breakout', 1, 100_000, 22.0),
+    ('spr_boxing', 'spr', 'Boxing', 0, 100_000, 30.0),
+    ('drq_cartpole/seed_0', 'drq', 'cartpole-swingup', 0, 100_000, 800.0),
+    ('drq_cartpole/seed_1', 'drq', 'cartpole-swingup', 1, 100_000, 850.0),
+    ('drq_walker', 'drq', 'walker-walk', 0, 500_000, 900.0),
+]
+
+
+def hns(game, score):
+    human, rand = {'Pong': (14.6, -20.7), 'Breakout': (30.5, 1.7), 'Boxing': (12.1, 0.1)}[game]
+    return (score - rand) / (human - rand)
+
+
+def make_runs(base):
+    for folder, algorithm, env, seed, steps, ret in RUNS:
+        run = base / folder
+        run.mkdir(parents=True)
+        (run / 'config.json').write_text('{}')
+        summary = {'algorithm': algorithm, 'env': env, 'seed': seed, 'total_steps': steps,
+                   'eval_return_mean': ret, 'eval_return_std': 1.0, 'eval_episodes': 10,
+                   'human_normalized_score': None, 'wall_seconds': 1.0, 'device': 'cpu'}
+        (run / 'summary.json').write_text(json.dumps(summary))
+        half = steps // 2
+        (run / 'eval.csv').write_text('step,return_mean,return_std,episodes\n'
+                                      f'{half},{ret / 2},1.0,10\n{steps},{ret},1.0,10\n')
+        (run / 'metrics.csv').write_text('step,fps,loss_rl,loss_sim,loss_c\n'
+                                         f'{half},100,1.0,-0.5,0.2\n{steps},100,0.5,-0.9,0.1\n')
+    broken = base / 'broken'
+    broken.mkdir()
+    (broken / 'summary.json').write_text('{"algorithm": "psrl", ')
+    return broken / 'summary.json'
+
+
+def read_csv(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def report(tmp_path_factory):
+    base = tmp_path_factory.mktemp('runs')
+    broken = make_runs(base)
+    out = base.parent / 'report'
+    result = aggregate.write_report([str(base / 'psrl_*') + ',' + str(base / 'spr_*'),
+                                     str(base / 'drq_*'), str(base / 'broken')],
+                                    str(out), reps=200, seed=0)
+    return out, result, broken, base
+
+
+def test_reads_every_run_and_warns_about_the_broken_one(report):
+    out, result, broken, _ = report
+    assert result['runs'] == len(RUNS)
+    assert any(str(broken) in w for w in result['warnings'])
+    assert str(broken) in (out / 'report.md').read_text()
+
+
+def test_atari_per_game_numbers(report):
+    out = report[0]
+    rows = {(r['algorithm'], r['game']): r for r in read_csv(out / 'atari_per_game.csv')}
+    pong = rows[('psrl', 'Pong')]
+    assert int(pong['n_seeds']) == 2 and pong['seeds'] == '0 1'
+    assert float(pong['mean']) == pytest.approx(-8.0)
+    assert float(pong['sd']) == pytest.approx(np.sqrt(8.0))  # sample sd of -10, -6
+    assert float(pong['hns']) == pytest.approx(hns('Pong', -8.0))
+    assert float(pong['paper_PSRL']) == -8.2 and float(pong['paper_SPR']) == -5.9
+    assert float(pong['paper_DrQ']) == -8.5
+    assert float(pong['paper_hns_PSRL']) == pytest.approx(hns('Pong', -8.2))
+    breakout = rows[('psrl', 'Breakout')]
+    assert float(breakout['mean']) == pytest.approx(13.0)
+    assert float(breakout['sd']) == pytest.approx(np.sqrt(18.0))
+    spr_pong = rows[('spr', 'Pong')]
+    assert float(spr_pong['mean']) == -4.0 and spr_pong['sd'] == ''  # one seed: no sd
+    assert rows[('psrl', 'Alien')]['n_seeds'] == '0' and rows[('psrl', 'Alien')]['mean'] == ''
+    assert len(rows) == 2 * 26
+
+    text = (out / 'atari_per_game.md').read_text()
+    assert '-8.0 ± 2.8' in text and '13.0 ± 4.2' in text
+    psrl_part, spr_part = text.split('### spr')
+    psrl_missing = psrl_part.split('Missing (no runs): ')[1]
+    assert psrl_missing.startswith('Alien, Amidar, Assault, Asterix, BankHeist, BattleZone, '
+                                   'Boxing, ChopperCommand')
+    assert 'Pong' not in psrl_missing and 'UpNDown' in psrl_missing
+    assert 'Boxing' not in spr_part.split('Missing (no runs): ')[1]
+
+
+def test_atari_aggregates_over_common_games(report):
+    out = report[0]
+    rows = {(r['scope'], r['algorithm']): r for r in read_csv(out / 'atari_aggregates.csv')}
+    psrl = rows[('common', 'psrl')]
+    assert psrl['n_games'] == '2' and psrl['n_runs'] == '2' and psrl['partial'] == 'True'
+    assert psrl['games'] == 'Breakout Pong'
+    x = np.array([[hns('Breakout', 10.0), hns('Pong', -10.0)],
+                  [hns('Breakout', 16.0), hns('Pong', -6.0)]])
+    assert float(psrl['mean']) == pytest.approx(x.mean())
+    assert float(psrl['median']) == pytest.approx(np.median(x.mean(axis=0)))
+    assert float(psrl['iqm']) == pytest.approx(np.sort(x.ravel())[1:3].mean())
+    assert float(psrl['optimality_gap']) == pytest.approx(np.maximum(1 - x, 0).mean())
+    for m in ('mean', 'median', 'iqm', 'optimality_gap'):
+        assert float(psrl[f'{m}_low']) <= float(psrl[m]) <= float(psrl[f'{m}_high'])
+    # spr has 1 Pong seed, so one run per game: Breakout seed 1 is left out, and noted.
+    spr = rows[('common', 'spr')]
+    assert spr['n_runs'] == '1'
+    assert float(spr['mean']) == pytest.approx((hns('Breakout', 20.0) + hns('Pong', -4.0)) / 2)
+    assert float(spr['mean_low']) == float(spr['mean_high']) == float(spr['mean'])
+    # spr's own three games (Boxing too).
+    assert rows[('own', 'spr')]['n_games'] == '3'
+    paper = rows[('common', 'PSRL (paper)')]
+    assert float(paper['mean']) == pytest.approx((hns('Breakout', 17.5) + hns('Pong', -8.2)) / 2)
+    assert paper['mean_low'] == ''
+    assert float(rows[('all 26', 'PSRL (paper)')]['mean']) == pytest.approx(0.6096, abs=1e-4)
+    text = (out / 'atari_aggregates.md').read_text()
+    assert 'PARTIAL, 24 of 26 games left out: Alien' in text
+    assert 'common, partial' in text
+    assert 'spr Breakout: 2 seeds but only 1' in text and 'seed 1 left out' in text
+
+
+def test_dmc_table_uses_nearest_budget(report):
+    out = report[0]
+    rows = {(r['budget'], r['task']): r for r in read_csv(out / 'dmc_per_task.csv')}
+    cart = rows[('100k', 'cartpole-swingup')]
+    assert cart['algorithm'] == 'drq' and cart['n_seeds'] == '2'
+    assert float(cart['mean']) == pytest.approx(825.0)
+    assert float(cart['sd']) == pytest.approx(np.sqrt(1250.0))
+    assert (float(cart['paper_PSRL_mean']), float(cart['paper_PSRL_std'])) == (849.0, 63.0)
+    assert (float(cart['paper_DrQ_mean']), float(cart['paper_DrQ_std'])) == (759.0, 92.0)
+    walker = rows[('500k', 'walker-walk')]
+    assert float(walker['mean']) == 900.0 and float(walker['paper_PSRL_mean']) == 930.0
+    assert rows[('100k', 'walker-walk')]['n_seeds'] == '0'
+    text = (out / 'dmc_per_task.md').read_text()
+    assert "compared at the paper's 100k budget" in text and '825.0 ± 35.4' in text
+    assert 'Missing (no runs): finger-spin, reacher-easy, cheetah-run, walker-walk, ' \
+           'ball_in_cup-catch.' in text
+
+
+def test_all_outputs_written(report):
+    out, result = report[0], report[1]
+    names = ['report.md', 'atari_per_game.md', 'atari_per_game.csv', 'atari_aggregates.md',
+             'atari_aggregates.csv', 'dmc_per_task.md', 'dmc_per_task.csv',
+             'atari_aggregate_intervals.png', 'atari_performance_profile.png',
+             'atari_learning_curves.png', 'atari_losses.png', 'dmc_learning_curves.png',
+             'dmc_losses.png']
+    for name in names:
+        path = out / name
+        assert path.stat().st_size > 0, name
+        if name.endswith('.png'):
+            assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+        assert str(path) in result['files']
+
+
+def _cli(*args, cwd=ROOT):
+    env = dict(os.environ, MPLBACKEND='Agg')
+    return subprocess.run([sys.executable, '-m', 'experiments.aggregate', *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_cli_writes_report(report, tmp_path):
+    base = report[3]
+    proc = _cli(f'--runs={base}/*', f'--out={tmp_path}/r', '--reps=50')
+    assert proc.returncode == 0, proc.stderr
+    assert 'warning: skipping' in proc.stderr and 'broken' in proc.stderr
+    assert (tmp_path / 'r' / 'report.md').stat().st_size > 0
+    assert (tmp_path / 'r' / 'atari_aggregates.csv').stat().st_size > 0
+
+
+def test_cli_no_runs_is_a_usage_error(tmp_path):
+    for args in ([f'--runs={tmp_path}/nothing_here/*', f'--out={tmp_path}/r'], []):
+        proc = _cli(*args)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: ') and 'runs' in lines[0]
+        assert 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'r').exists()
+
+
+def test_cli_reference_prints_paper_numbers():
+    proc = _cli('--reference')
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    psrl = next(line for line in lines if line.startswith('PSRL '))
+    spr = next(line for line in lines if line.startswith('SPR '))
+    assert psrl.split()[1:4] == ['0.610', '0.344', '0.339']
+    assert spr.split()[1:4] == ['0.703', '0.415', '0.450']
+    assert any(line.startswith('finger-spin') and line.split()[-1] == '882+-132'
+               for line in lines)
+    assert any(line.startswith('finger-spin') and line.split()[-1] == '961+-121'
+               for line in lines)
