@@ -1,0 +1,31 @@
+"""Atari 100k config (SPR's data-efficient Rainbow + PSRL). Presets: --config=.../atari.py:<preset>.
+
+psrl (default), spr (SPR: K-step AAT with cosine loss, no correspondence), rainbow (no auxiliary
+loss), and the PSRL ablations no_cat, no_aat, no_internal, no_l1.
+"""
+import ml_collections
+
+from experiments.configs import common
+
+PRESETS = ('psrl', 'spr', 'rainbow', 'no_cat', 'no_aat', 'no_internal', 'no_l1')
+
+
+def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
+    common.check_preset(preset, PRESETS)
+    config = ml_collections.ConfigDict()
+    config.algorithm = preset
+    config.agent = ml_collections.ConfigDict(dict(
+        num_atoms=51, v_min=-10.0, v_max=10.0, hidden=256, noisy_std=0.5,
+        learning_rate=1e-4, adam_eps=1.5e-4, max_grad_norm=10.0,
+        target_update_period=1, target_update_tau=1.0,   # SPR: the target is the online net
+        epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_steps=2000, eval_epsilon=0.0,
+        augmentation=('shift', 'intensity'),
+    ))
+    config.replay = ml_collections.ConfigDict(dict(
+        capacity=100_000,          # the whole 100k run, as SPR; a ring buffer beyond it
+        n_step=10, gamma=0.99, batch_size=32,
+        priority_exponent=0.5, priority_weight_start=0.4, priority_weight_end=1.0,
+    ))
+    config.updates_per_step = 2    # SPR's replay ratio 64 at batch 32
+    config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset)
+    return config

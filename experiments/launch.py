@@ -1,0 +1,201 @@
+"""What the Atari and DMControl launchers share: flags, validation, the run directory, the call to
+psrl_jax.training.train, and turning bad input into one line on stderr with exit status 2."""
+import functools
+import json
+import os
+import shutil
+import sys
+from typing import Callable
+
+import jax.numpy as jnp
+from absl import flags
+from ml_collections import config_flags
+
+from psrl_jax import psrl, replay, training
+from psrl_jax.errors import UsageError
+
+FLAGS = flags.FLAGS
+
+# Flags that may change when a run is continued; everything else must match the run on disk.
+_RESUMABLE = ('total_steps', 'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every',
+              'overwrite')
+
+
+def define_flags(env: str, config_file: str, total_steps: int, learning_starts: int,
+                 eval_episodes: int, eval_every: int, checkpoint_every: int) -> None:
+    """The common launcher flags (DESIGN.md's launcher contract) with per-suite defaults."""
+    flags.DEFINE_string('env', env, 'Environment name.')
+    flags.DEFINE_integer('seed', 0, 'Seed of the first agent; agent k of --num_seeds uses seed + k.')
+    flags.DEFINE_integer('num_seeds', 1, 'Independent agents trained side by side (vmapped).')
+    flags.DEFINE_integer('total_steps', total_steps, 'Environment steps to train for.')
+    flags.DEFINE_integer('learning_starts', learning_starts, 'Environment steps before learning.')
+    flags.DEFINE_integer('eval_episodes', eval_episodes, 'Evaluation episodes per seed.')
+    flags.DEFINE_integer('eval_every', eval_every, 'Evaluate every N steps (0: only at the end).')
+    flags.DEFINE_integer('log_every', 1000, 'Write a metrics.csv row every N steps.')
+    flags.DEFINE_integer('checkpoint_every', checkpoint_every,
+                         'Checkpoint every N steps (0: only at the end).')
+    flags.DEFINE_string('workdir', None, 'Run directory (re-running with it resumes).')
+    flags.DEFINE_bool('overwrite', False, 'Replace a run in --workdir that has a different config.')
+    try:  # ml_collections reads --config overrides from sys.argv here already
+        config_flags.DEFINE_config_file(
+            'config', os.path.join(os.path.dirname(__file__), 'configs', config_file),
+            'ml_collections config file, optionally with a preset: path[:preset].',
+            lock_config=True)
+    except Exception as err:  # pylint: disable=broad-except
+        _flag_error(err)
+
+
+def parse_flags(argv):
+    """absl flag parsing that reports a bad flag, preset or config key in one line (exit 2)."""
+    try:
+        remaining = FLAGS(argv)
+        FLAGS.config.to_dict()   # loads the config file and applies the overrides now
+        return remaining
+    except Exception as err:  # pylint: disable=broad-except
+        _flag_error(err)
+
+
+def _flag_error(err: Exception) -> None:
+    """Prints a flag-parsing failure as one line on stderr and exits with status 2."""
+    if isinstance(err, (AttributeError, KeyError)):   # an unknown --config.<key>
+        message = f'unknown config key {err}: see the config file for the valid keys'
+    else:
+        # Config-file errors arrive wrapped in tracebacks: the last line names the cause.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        message = lines[-1] if lines else type(err).__name__
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def loop_config(action_repeat: int) -> training.LoopConfig:
+    """Validates the flags; raises UsageError with one line on the first bad value."""
+    positive = ('total_steps', 'eval_episodes', 'log_every', 'num_seeds')
+    for name in positive:
+        if getattr(FLAGS, name) < 1:
+            raise UsageError(f'--{name} must be positive, got {getattr(FLAGS, name)}')
+    for name in ('seed', 'learning_starts', 'eval_every', 'checkpoint_every'):
+        if getattr(FLAGS, name) < 0:
+            raise UsageError(f'--{name} must be >= 0, got {getattr(FLAGS, name)}')
+    if FLAGS.learning_starts >= FLAGS.total_steps:
+        raise UsageError(f'--learning_starts={FLAGS.learning_starts} must be below '
+                         f'--total_steps={FLAGS.total_steps}')
+    if not FLAGS.workdir:
+        raise UsageError('--workdir is required')
+    return training.LoopConfig(
+        env=FLAGS.env, seed=FLAGS.seed, total_steps=FLAGS.total_steps,
+        learning_starts=FLAGS.learning_starts, eval_episodes=FLAGS.eval_episodes,
+        eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
+        checkpoint_every=FLAGS.checkpoint_every, num_seeds=FLAGS.num_seeds,
+        action_repeat=action_repeat)
+
+
+def objective(config, env, encoder: str) -> psrl.PSRLConfig:
+    """The PSRL objective of a config for an env (its frames, actions and augmentation)."""
+    actions = (dict(num_actions=env.num_actions) if env.num_actions is not None
+               else dict(action_dim=env.action_dim))
+    return psrl.PSRLConfig(encoder=encoder, frame_channels=env.frame_channels,
+                           augmentation=tuple(config.agent.augmentation), **actions, **config.psrl)
+
+
+def agent_settings(config) -> dict:
+    """config.agent without the augmentation (which belongs to the objective's config)."""
+    return {k: v for k, v in config.agent.items() if k != 'augmentation'}
+
+
+def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig) -> training.Agent:
+    """Binds an agent module's pure functions (rainbow or sac) to its config and the replay.
+
+    The replay holds subsequences of the objective's length; the importance-sampling exponent is
+    annealed over the run.
+    """
+    objective_config = agent_config.psrl
+    steps = loop.agent_steps(loop.total_steps)
+    stack = env.observation_shape[-1] // env.frame_channels
+    horizon = max(objective_config.sequence_length - 1, 1)
+    settings = config.replay
+    replay_config = replay.ReplayConfig(
+        capacity=settings.capacity, stack=stack, horizon=horizon, n_step=settings.n_step,
+        gamma=settings.gamma, batch_size=settings.batch_size,
+        priority_exponent=settings.priority_exponent)
+    start, end = settings.priority_weight_start, settings.priority_weight_end
+    discrete = env.num_actions is not None
+    bind = lambda fn: functools.partial(fn, config=agent_config)
+    return training.Agent(
+        name=config.algorithm,
+        init=functools.partial(module.init, config=agent_config,
+                               observation_shape=env.observation_shape),
+        act=bind(module.act), evaluate_act=bind(module.evaluate_act), update=bind(module.update),
+        replay=replay_config, action_shape=() if discrete else (env.action_dim,),
+        action_dtype=jnp.int32 if discrete else jnp.float32,
+        updates_per_step=config.updates_per_step,
+        priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0))
+
+
+def run_record() -> dict:
+    """The resolved config and flags, as written to config.json."""
+    names = ('env', 'seed', 'num_seeds', 'total_steps', 'learning_starts', 'eval_episodes',
+             'eval_every', 'log_every', 'checkpoint_every')
+    return {'flags': {name: getattr(FLAGS, name) for name in names},
+            'config': json.loads(FLAGS.config.to_json())}
+
+
+def _comparable(record: dict) -> dict:
+    return {'flags': {k: v for k, v in record['flags'].items() if k not in _RESUMABLE},
+            'config': record['config']}
+
+
+def prepare_workdir(workdir: str, record: dict, overwrite: bool) -> None:
+    """Creates the run directory, or checks that the run in it has the same config.
+
+    A different run is refused (UsageError) unless overwrite, which deletes it first.
+    """
+    path = os.path.join(workdir, 'config.json')
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                existing = json.load(f)
+            same = _comparable(existing) == _comparable(record)
+        except (OSError, ValueError, KeyError, TypeError):
+            same = False
+        if not same and not overwrite:
+            raise UsageError(f'{workdir} holds a run with a different config (see its config.json):'
+                             f' use another --workdir, or --overwrite to replace it')
+        if not same:
+            shutil.rmtree(workdir)
+    elif os.path.isdir(workdir) and os.listdir(workdir) and not overwrite:
+        raise UsageError(f'{workdir} is not empty and holds no run config.json: use another '
+                         f'--workdir, or --overwrite to replace it')
+    elif os.path.isdir(workdir) and overwrite:
+        shutil.rmtree(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(record, f, indent=2)
+    os.replace(path + '.tmp', path)
+
+
+def main(make_env: Callable, make_eval_env: Callable, build_agent: Callable) -> None:
+    """The body of a launcher's main(): everything after flag parsing.
+
+    make_env(name, num_envs, seed) -> env (raises UsageError for an unknown name or missing
+    ROMs/GL); build_agent(config, env, loop) -> training.Agent.
+    """
+    try:
+        probe = make_env(FLAGS.env, 1, 0)   # validates the name and the system before any writes
+        loop = loop_config(probe.action_repeat)
+        probe.close()
+        env = make_env(FLAGS.env, loop.num_seeds, loop.seed)
+        agent = build_agent(FLAGS.config, env, loop)
+        prepare_workdir(FLAGS.workdir, run_record(), FLAGS.overwrite)
+        summaries = training.train(
+            agent, loop, env, lambda n, seed: make_eval_env(FLAGS.env, n, seed),
+            FLAGS.workdir, FLAGS.config.algorithm)
+    except UsageError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as err:
+        print(f'{err or "interrupted"}; run the same command to resume', file=sys.stderr)
+        sys.exit(130)
+    for summary in summaries:
+        print(json.dumps(summary))
+    print(f'results in {os.path.abspath(FLAGS.workdir)}: config.json, metrics.csv, eval.csv, '
+          f'summary.json, tensorboard/, checkpoints/')

@@ -1,0 +1,460 @@
+"""The act/learn loop shared by the Atari and DMControl agents: replay, logging, evaluation, checkpoints.
+
+Read `train` top to bottom. N independent agents (seeds) run side by side: every array in the device
+state has a leading seed axis, one environment per seed, and one jitted call per environment step
+adds the transition to each seed's replay, runs the learner updates and picks the next actions.
+The only host round trip per step is that action.
+"""
+import csv
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from psrl_jax import evaluation, replay
+from psrl_jax.errors import UsageError
+
+
+class Agent(NamedTuple):
+    """What the loop needs from an agent, as pure single-seed functions (the loop vmaps them).
+
+    init(key) -> state
+    act(state, observations uint8 [B, ...], key, step) -> actions [B]       training policy
+    evaluate_act(state, observations, key) -> actions [B]                    evaluation policy
+    update(state, batch, weights [B], key) -> (state, priorities [B], metrics dict of scalars)
+    """
+    name: str
+    init: Callable
+    act: Callable
+    evaluate_act: Callable
+    update: Callable
+    replay: replay.ReplayConfig
+    action_shape: Tuple[int, ...]
+    action_dtype: Any
+    updates_per_step: int
+    priority_weight: Callable   # agent step -> importance-sampling exponent beta
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Counts are environment steps (agent steps x action_repeat), as the benchmarks count them."""
+    env: str
+    seed: int
+    total_steps: int
+    learning_starts: int
+    eval_episodes: int
+    eval_every: int            # 0: only at the end
+    log_every: int
+    checkpoint_every: int      # 0: only at the end
+    num_seeds: int = 1
+    action_repeat: int = 1
+    max_to_keep: int = 3
+
+    def agent_steps(self, env_steps: int) -> int:
+        return -(-env_steps // self.action_repeat)
+
+
+@flax.struct.dataclass
+class Carry:
+    """Device state, every leaf with a leading seed axis [N, ...]."""
+    agent: Any
+    replay: replay.ReplayState
+    key: jnp.ndarray
+    metric_sums: Dict[str, jnp.ndarray]
+    metric_count: jnp.ndarray
+
+
+class Entry(NamedTuple):
+    """One replay entry per seed: the newest frame of the observation acted on, and what followed."""
+    frame: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    terminal: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+    first: np.ndarray
+
+
+def seed_keys(seed: int, num_seeds: int) -> jnp.ndarray:
+    """Per-seed root keys [N, 2]: seed k of a group equals a separate run with seed `seed + k`."""
+    return jnp.stack([jax.random.PRNGKey(seed + k) for k in range(num_seeds)])
+
+
+def init_carry(agent: Agent, keys: jnp.ndarray, frame_shape: Sequence[int]) -> Carry:
+    """Fresh agents and empty replays for keys [N, 2]."""
+    def single(key):
+        key_agent, key_loop = jax.random.split(key)
+        state = agent.init(key_agent)
+        buffer = replay.init(agent.replay, frame_shape, agent.action_shape, agent.action_dtype)
+        return state, buffer, key_loop
+
+    states, buffers, loop_keys = jax.jit(jax.vmap(single))(keys)
+    metrics = _metric_shapes(agent, states, buffers)
+    sums = {name: jnp.zeros((keys.shape[0],), jnp.float32) for name in metrics}
+    return Carry(states, buffers, loop_keys, sums, jnp.zeros((keys.shape[0],), jnp.int32))
+
+
+def _metric_shapes(agent: Agent, states, buffers) -> Dict[str, Any]:
+    single = jax.tree.map(lambda x: x[0], (states, buffers))
+
+    def one_update(state, buffer):
+        batch, indices, weights = replay.sample(buffer, agent.replay, jax.random.PRNGKey(0), 1.0)
+        return agent.update(state, batch, weights, jax.random.PRNGKey(0))[2]
+
+    return jax.eval_shape(one_update, *single)
+
+
+def make_step_functions(agent: Agent):
+    """Jitted per-environment-step functions over the seed axis (the carry is donated).
+
+    collect(carry, entry, next_observation, step) -> (carry, actions): store, then act.
+    learn(...) -> (carry, actions): store, run agent.updates_per_step updates, then act.
+    first_action(carry, observation, step) -> (carry, actions).
+    """
+    config = agent.replay
+
+    def act(state, key, observation, step):
+        key, key_act = jax.random.split(key)
+        return key, agent.act(state, observation[None], key_act, step)[0]
+
+    def collect(carry, entry, next_observation, step):
+        def single(state, buffer, key, entry, observation):
+            buffer = replay.add(buffer, config, *entry)
+            key, action = act(state, key, observation, step)
+            return buffer, key, action
+
+        buffers, keys, actions = jax.vmap(single)(carry.agent, carry.replay, carry.key, entry,
+                                                  next_observation)
+        return carry.replace(replay=buffers, key=keys), actions
+
+    def learn(carry, entry, next_observation, step):
+        beta = agent.priority_weight(step)
+
+        def single(state, buffer, key, sums, entry, observation):
+            buffer = replay.add(buffer, config, *entry)
+
+            def one_update(inner):
+                state, buffer, key, sums = inner
+                key, key_sample, key_update = jax.random.split(key, 3)
+                batch, indices, weights = replay.sample(buffer, config, key_sample, beta)
+                state, priorities, metrics = agent.update(state, batch, weights, key_update)
+                if config.priority_exponent > 0:
+                    buffer = replay.update_priorities(buffer, config, indices, priorities)
+                sums = {k: sums[k] + metrics[k] for k in sums}
+                return state, buffer, key, sums
+
+            # Unrolled: XLA:CPU runs the update ~4x slower inside a while loop (fori_loop/scan).
+            inner = (state, buffer, key, sums)
+            for _ in range(agent.updates_per_step):
+                inner = one_update(inner)
+            state, buffer, key, sums = inner
+            key, action = act(state, key, observation, step)
+            return state, buffer, key, sums, action
+
+        states, buffers, keys, sums, actions = jax.vmap(single)(
+            carry.agent, carry.replay, carry.key, carry.metric_sums, entry, next_observation)
+        carry = carry.replace(agent=states, replay=buffers, key=keys, metric_sums=sums,
+                              metric_count=carry.metric_count + agent.updates_per_step)
+        return carry, actions
+
+    def first_action(carry, observation, step):
+        keys, actions = jax.vmap(lambda s, k, o: act(s, k, o, step))(carry.agent, carry.key,
+                                                                      observation)
+        return carry.replace(key=keys), actions
+
+    donate = dict(donate_argnums=0)
+    return jax.jit(collect, **donate), jax.jit(learn, **donate), jax.jit(first_action, **donate)
+
+
+def evaluate(agent: Agent, states, env, episodes: int, key: jnp.ndarray) -> np.ndarray:
+    """Runs the evaluation policy until each of the N x episodes envs has finished one game.
+
+    env holds N * episodes envs, seed k owning envs [k * episodes, (k + 1) * episodes).
+    Returns the raw game returns, float64 [N, episodes].
+    """
+    num_seeds = env.num_envs // episodes
+    policy = jax.jit(jax.vmap(agent.evaluate_act))
+    returns = np.full(env.num_envs, np.nan)
+    observation = env.reset()
+    while np.isnan(returns).any():
+        key, key_act = jax.random.split(key)
+        grouped = observation.reshape((num_seeds, episodes) + observation.shape[1:])
+        actions = policy(states, grouped, jax.random.split(key_act, num_seeds))
+        step = env.step(np.asarray(actions).reshape((env.num_envs,) + agent.action_shape))
+        done = step.game_over & np.isnan(returns)
+        returns[done] = step.game_return[done]
+        observation = step.observation
+    return returns.reshape(num_seeds, episodes)
+
+
+class RunLogs:
+    """metrics.csv, eval.csv and TensorBoard events of each seed; rows survive restarts exactly once."""
+
+    def __init__(self, seed_dirs: Sequence[str], resume_step: int):
+        from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+        self.seed_dirs = list(seed_dirs)
+        for directory in self.seed_dirs:
+            os.makedirs(directory, exist_ok=True)
+            for name in ('metrics.csv', 'eval.csv'):
+                _truncate_csv(os.path.join(directory, name), resume_step)
+        self.writers = [SummaryWriter(os.path.join(d, 'tensorboard')) for d in self.seed_dirs]
+
+    def write(self, name: str, step: int, rows: Sequence[Dict[str, float]]) -> None:
+        for directory, writer, row in zip(self.seed_dirs, self.writers, rows):
+            row = {'step': step, **row}
+            _append_csv(os.path.join(directory, name), row)
+            for key, value in row.items():
+                if key != 'step' and np.isfinite(value):
+                    writer.add_scalar(f'{name[:-4]}/{key}', value, step)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def _append_csv(path: str, row: Dict[str, float]) -> None:
+    exists = os.path.exists(path) and os.path.getsize(path) > 0
+    with open(path, 'a', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if not exists:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_csv(path: str, step: int) -> None:
+    """Drops rows logged after `step` (written after the checkpoint being resumed)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline='') as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
+    if len(kept) != len(rows):
+        with open(path + '.tmp', 'w', newline='') as f:
+            csv.writer(f).writerows(kept)
+        os.replace(path + '.tmp', path)
+
+
+class Checkpoints:
+    """Orbax checkpoints of the device carry plus the loop's host counters, under workdir/checkpoints."""
+
+    def __init__(self, workdir: str, max_to_keep: int):
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')),
+                                             options=options)
+
+    def latest_step(self) -> Optional[int]:
+        return self.manager.latest_step()
+
+    def save(self, step: int, carry: Carry, host: Dict[str, np.ndarray], meta: Dict) -> None:
+        self.manager.save(step, args=ocp.args.Composite(
+            carry=ocp.args.StandardSave(carry), host=ocp.args.StandardSave(host),
+            meta=ocp.args.JsonSave(meta)))
+
+    def restore(self, step: int, carry: Carry, host: Dict[str, np.ndarray]):
+        abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            carry=ocp.args.StandardRestore(abstract(carry)),
+            host=ocp.args.StandardRestore(abstract(host)), meta=ocp.args.JsonRestore()))
+        return restored['carry'], restored['host'], restored['meta']
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _device_name() -> str:
+    device = jax.devices()[0]
+    return f'{device.platform}:{getattr(device, "device_kind", "")}'.rstrip(':')
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
+        f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag the loop checks, so it can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int], Any],
+          workdir: str, algorithm: str) -> List[Dict]:
+    """Trains loop.num_seeds agents and writes the run files; resumes from workdir/checkpoints.
+
+    env: a psrl_jax.envs environment with one env per seed (closed on return); make_eval_env(
+    num_envs, seed) builds the evaluation environments. Returns the summary dict of every seed
+    (also written as summary.json). Raises KeyboardInterrupt after checkpointing when stopped by
+    SIGTERM/SIGINT.
+    """
+    n = loop.num_seeds
+    seed_dirs = [workdir] if n == 1 else [os.path.join(workdir, f'seed_{k}') for k in range(n)]
+    frame_channels = env.frame_channels
+    frame_shape = env.observation_shape[:2] + (frame_channels,)
+    collect, learn, first_action = make_step_functions(agent)
+    carry = init_carry(agent, seed_keys(loop.seed, n), frame_shape)
+    checkpoints = Checkpoints(workdir, loop.max_to_keep)
+
+    # Where the run stands: agent steps done, and the host-side state a checkpoint restores.
+    total = loop.agent_steps(loop.total_steps)
+    learning_starts = max(loop.agent_steps(loop.learning_starts),
+                          agent.replay.lookahead + agent.replay.stack + 1)
+    host = {'step': np.zeros((), np.int64), 'wall_seconds': np.zeros((), np.float64),
+            'observation': np.zeros((n,) + env.observation_shape, np.uint8),
+            'first': np.ones((n,), bool),
+            'action': np.zeros((n,) + agent.action_shape, agent.action_dtype)}
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        carry, host, _ = checkpoints.restore(latest, carry, host)
+        # The emulator state is not saved: the episode in flight ends here as a truncation.
+        truncate = jax.jit(jax.vmap(lambda b, f, a: replay.truncate(b, agent.replay, f, a)))
+        carry = carry.replace(replay=truncate(carry.replay, host['observation'][..., -frame_channels:],
+                                              host['action']))
+        print(f'resuming {workdir} from step {latest * loop.action_repeat}', flush=True)
+    step = int(host['step'])
+    if step > total:
+        raise UsageError(f'{workdir} holds a run at step {step * loop.action_repeat}, beyond '
+                         f'--total_steps={loop.total_steps}: use a larger --total_steps')
+    if step == total:
+        print(f'{workdir} is already finished at step {loop.total_steps}', flush=True)
+        env.close()
+        checkpoints.close()
+        return [json.load(open(os.path.join(d, 'summary.json'))) for d in seed_dirs]
+    logs = RunLogs(seed_dirs, step * loop.action_repeat)
+    wall_offset = float(host['wall_seconds'])
+    start_time = time.time()
+    eval_key = jax.random.PRNGKey(loop.seed + 7919)
+
+    observation, first = env.reset(), np.ones(n, bool)
+    carry, actions = first_action(carry, observation, step)
+    game_returns: List[List[float]] = [[] for _ in range(n)]
+    interval_start, interval_time = step, time.time()
+    last_eval: Optional[np.ndarray] = None
+
+    def env_steps(agent_steps: int) -> int:
+        return min(agent_steps * loop.action_repeat, loop.total_steps)
+
+    def due(every: int) -> bool:
+        return step == total or (every > 0 and env_steps(step) // every
+                                 > env_steps(step - 1) // every)
+
+    def save():
+        host_now = {'step': np.asarray(step, np.int64),
+                    'wall_seconds': np.asarray(wall_offset + time.time() - start_time),
+                    'observation': observation, 'first': first,
+                    'action': np.asarray(actions)}
+        checkpoints.save(step, carry, host_now, {'env_steps': env_steps(step)})
+
+    with _StopRequest() as stop:
+        while step < total:
+            actions_host = np.asarray(actions)
+            timestep = env.step(actions_host)
+            entry = Entry(observation[..., -frame_channels:], actions_host, timestep.reward,
+                          timestep.terminal, timestep.truncated, timestep.valid, first)
+            step_fn = learn if step >= learning_starts else collect
+            carry, actions = step_fn(carry, entry, timestep.observation, step + 1)
+            observation, first = timestep.observation, timestep.first
+            for k in np.flatnonzero(timestep.game_over):
+                game_returns[k].append(float(timestep.game_return[k]))
+            step += 1
+
+            if due(loop.log_every):
+                fps = (step - interval_start) * loop.action_repeat / (time.time() - interval_time)
+                rows = _metric_rows(carry, game_returns, fps)
+                logs.write('metrics.csv', env_steps(step), rows)
+                carry = carry.replace(metric_sums=jax.tree.map(jnp.zeros_like, carry.metric_sums),
+                                      metric_count=jnp.zeros_like(carry.metric_count))
+                game_returns = [[] for _ in range(n)]
+                _print_progress(env_steps(step), loop.total_steps, fps, rows)
+                interval_start, interval_time = step, time.time()
+            if due(loop.eval_every):
+                eval_env = make_eval_env(n * loop.eval_episodes,
+                                         evaluation_seed(loop.seed, loop.eval_episodes))
+                eval_key, key = jax.random.split(eval_key)
+                last_eval = evaluate(agent, carry.agent, eval_env, loop.eval_episodes, key)
+                eval_env.close()
+                logs.write('eval.csv', env_steps(step), [
+                    {'return_mean': float(r.mean()), 'return_std': float(r.std()),
+                     'episodes': len(r)} for r in last_eval])
+                print(f'eval at {env_steps(step)}: return {last_eval.mean():.2f} '
+                      f'(+- {last_eval.std():.2f} over {last_eval.size} episodes)', flush=True)
+            if due(loop.checkpoint_every) or stop.signal is not None:
+                save()
+            if stop.signal is not None:
+                logs.close()
+                checkpoints.close()
+                env.close()
+                raise KeyboardInterrupt(f'stopped by signal {stop.signal} at step '
+                                        f'{env_steps(step)}; checkpoint saved')
+    env.close()
+    logs.close()
+    checkpoints.close()
+    wall = wall_offset + time.time() - start_time
+    summaries = []
+    for k, directory in enumerate(seed_dirs):
+        returns = last_eval[k]
+        mean = float(np.mean(returns))
+        hns = (float(evaluation.human_normalized_score(loop.env, mean))
+               if evaluation.has_human_score(loop.env) else None)
+        summary = {'algorithm': algorithm, 'env': loop.env, 'seed': loop.seed + k,
+                   'total_steps': loop.total_steps, 'eval_return_mean': mean,
+                   'eval_return_std': float(np.std(returns)), 'eval_episodes': int(len(returns)),
+                   'human_normalized_score': hns, 'wall_seconds': wall, 'device': _device_name()}
+        with open(os.path.join(directory, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2)
+        summaries.append(summary)
+    return summaries
+
+
+def evaluation_seed(seed: int, episodes: int) -> int:
+    """Seed of the evaluation pool: env j of seed k gets seed + k of a group (matches separate runs)."""
+    return 1_000_000 + seed * episodes
+
+
+def _metric_rows(carry: Carry, game_returns, fps: float) -> List[Dict[str, float]]:
+    sums = jax.device_get(carry.metric_sums)
+    count = np.maximum(jax.device_get(carry.metric_count), 1)
+    rows = []
+    for k, returns in enumerate(game_returns):
+        row = {'fps': fps}
+        for name in ('loss_rl', 'loss_sim', 'loss_c'):
+            row[name] = float(sums[name][k] / count[k])
+        row.update({name: float(sums[name][k] / count[k]) for name in sorted(sums)
+                    if name not in row})
+        row['train_return'] = float(np.mean(returns)) if returns else float('nan')
+        row['train_games'] = len(returns)
+        rows.append(row)
+    return rows
+
+
+def _print_progress(env_step: int, total: int, fps: float, rows) -> None:
+    eta = (total - env_step) / max(fps, 1e-9)
+    losses = ' '.join(f'{k} {np.mean([r[k] for r in rows]):.4g}'
+                      for k in ('loss_rl', 'loss_sim', 'loss_c'))
+    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {_format_duration(eta)} | {losses}',
+          flush=True)
