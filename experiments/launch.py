@@ -4,11 +4,15 @@ import functools
 import json
 import os
 import shutil
+import signal
 import sys
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from psrl_jax import psrl, replay, training
@@ -17,8 +21,7 @@ from psrl_jax.errors import UsageError
 FLAGS = flags.FLAGS
 
 # Flags that may change when a run is continued; everything else must match the run on disk.
-_RESUMABLE = ('total_steps', 'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every',
-              'overwrite')
+_RESUMABLE = ('total_steps', 'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every')
 
 
 def define_flags(env: str, config_file: str, total_steps: int, learning_starts: int,
@@ -36,6 +39,11 @@ def define_flags(env: str, config_file: str, total_steps: int, learning_starts: 
                          'Checkpoint every N steps (0: only at the end).')
     flags.DEFINE_string('workdir', None, 'Run directory (re-running with it resumes).')
     flags.DEFINE_bool('overwrite', False, 'Replace a run in --workdir that has a different config.')
+    flags.DEFINE_string('coordinator_address', None,
+                        'host:port of process 0: starts jax.distributed, and each process trains '
+                        '--num_seeds / --num_processes of the seeds on its own devices.')
+    flags.DEFINE_integer('num_processes', 1, 'Processes (hosts) of a distributed run.')
+    flags.DEFINE_integer('process_id', 0, 'This process of a distributed run, 0 .. num_processes-1.')
     try:  # ml_collections reads --config overrides from sys.argv here already
         config_flags.DEFINE_config_file(
             'config', os.path.join(os.path.dirname(__file__), 'configs', config_file),
@@ -68,8 +76,11 @@ def _flag_error(err: Exception) -> None:
 
 
 def loop_config(action_repeat: int) -> training.LoopConfig:
-    """Validates the flags; raises UsageError with one line on the first bad value."""
-    positive = ('total_steps', 'eval_episodes', 'log_every', 'num_seeds')
+    """Validates the flags; raises UsageError with one line on the first bad value.
+
+    In a distributed run this process gets the seeds process_id * per .. + per - 1 of the run.
+    """
+    positive = ('total_steps', 'eval_episodes', 'log_every', 'num_seeds', 'num_processes')
     for name in positive:
         if getattr(FLAGS, name) < 1:
             raise UsageError(f'--{name} must be positive, got {getattr(FLAGS, name)}')
@@ -81,12 +92,19 @@ def loop_config(action_repeat: int) -> training.LoopConfig:
                          f'--total_steps={FLAGS.total_steps}')
     if not FLAGS.workdir:
         raise UsageError('--workdir is required')
+    if FLAGS.num_seeds % FLAGS.num_processes:
+        raise UsageError(f'--num_seeds={FLAGS.num_seeds} must be a multiple of '
+                         f'--num_processes={FLAGS.num_processes}')
+    if not 0 <= FLAGS.process_id < FLAGS.num_processes:
+        raise UsageError(f'--process_id must lie in 0..{FLAGS.num_processes - 1}')
+    per_process = FLAGS.num_seeds // FLAGS.num_processes
+    first = FLAGS.process_id * per_process
     return training.LoopConfig(
-        env=FLAGS.env, seed=FLAGS.seed, total_steps=FLAGS.total_steps,
+        env=FLAGS.env, seed=FLAGS.seed + first, total_steps=FLAGS.total_steps,
         learning_starts=FLAGS.learning_starts, eval_episodes=FLAGS.eval_episodes,
         eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
-        checkpoint_every=FLAGS.checkpoint_every, num_seeds=FLAGS.num_seeds,
-        action_repeat=action_repeat)
+        checkpoint_every=FLAGS.checkpoint_every, num_seeds=per_process,
+        action_repeat=action_repeat, seed_index=first, run_seeds=FLAGS.num_seeds)
 
 
 def objective(config, env, encoder: str) -> psrl.PSRLConfig:
@@ -133,8 +151,8 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
 
 def run_record() -> dict:
     """The resolved config and flags, as written to config.json."""
-    names = ('env', 'seed', 'num_seeds', 'total_steps', 'learning_starts', 'eval_episodes',
-             'eval_every', 'log_every', 'checkpoint_every')
+    names = ('env', 'seed', 'num_seeds', 'num_processes', 'total_steps', 'learning_starts',
+             'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every')
     return {'flags': {name: getattr(FLAGS, name) for name in names},
             'config': json.loads(FLAGS.config.to_json())}
 
@@ -179,23 +197,37 @@ def main(make_env: Callable, make_eval_env: Callable, build_agent: Callable) -> 
     make_env(name, num_envs, seed) -> env (raises UsageError for an unknown name or missing
     ROMs/GL); build_agent(config, env, loop) -> training.Agent.
     """
+    if not FLAGS['verbosity'].present:   # orbax logs every save at INFO
+        logging.set_verbosity(logging.WARNING)
     try:
         probe = make_env(FLAGS.env, 1, 0)   # validates the name and the system before any writes
         loop = loop_config(probe.action_repeat)
         probe.close()
+        if FLAGS.coordinator_address:
+            jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                                       FLAGS.process_id)
         env = make_env(FLAGS.env, loop.num_seeds, loop.seed)
         agent = build_agent(FLAGS.config, env, loop)
-        prepare_workdir(FLAGS.workdir, run_record(), FLAGS.overwrite)
+        if FLAGS.process_id == 0:
+            prepare_workdir(FLAGS.workdir, run_record(), FLAGS.overwrite)
+        if FLAGS.coordinator_address:   # the others wait until process 0 has prepared the workdir
+            multihost_utils.sync_global_devices('workdir ready')
         summaries = training.train(
             agent, loop, env, lambda n, seed: make_eval_env(FLAGS.env, n, seed),
             FLAGS.workdir, FLAGS.config.algorithm)
     except UsageError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
+    except training.TrainingDiverged as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(3)
     except KeyboardInterrupt as err:
         print(f'{err or "interrupted"}; run the same command to resume', file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + getattr(err, 'signum', signal.SIGINT))
     for summary in summaries:
         print(json.dumps(summary))
-    print(f'results in {os.path.abspath(FLAGS.workdir)}: config.json, metrics.csv, eval.csv, '
-          f'summary.json, tensorboard/, checkpoints/')
+    where = os.path.abspath(FLAGS.workdir)
+    per_seed = 'metrics.csv, eval.csv, summary.json, tensorboard/'
+    if FLAGS.num_seeds > 1:
+        per_seed = f'seed_<k>/ ({per_seed})'
+    print(f'results in {where}: config.json, {per_seed}, checkpoints/')

@@ -9,8 +9,11 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
+import sys
 import time
+import zlib
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from psrl_jax import evaluation, replay
 from psrl_jax.errors import UsageError
@@ -54,12 +58,20 @@ class LoopConfig:
     eval_every: int            # 0: only at the end
     log_every: int
     checkpoint_every: int      # 0: only at the end
-    num_seeds: int = 1
+    num_seeds: int = 1         # seeds trained by this process
     action_repeat: int = 1
     max_to_keep: int = 3
+    seed_index: int = 0        # index of this process's first seed among all seeds of the run
+    run_seeds: int = 1         # seeds of the whole run (all processes)
 
     def agent_steps(self, env_steps: int) -> int:
         return -(-env_steps // self.action_repeat)
+
+    def seed_dirs(self, workdir: str) -> List[str]:
+        """The run directory of a single seed, else <workdir>/seed_<k> for each of this process's."""
+        if self.run_seeds == 1:
+            return [workdir]
+        return [os.path.join(workdir, f'seed_{self.seed_index + k}') for k in range(self.num_seeds)]
 
 
 @flax.struct.dataclass
@@ -102,6 +114,33 @@ def init_carry(agent: Agent, keys: jnp.ndarray, frame_shape: Sequence[int]) -> C
     return Carry(states, buffers, loop_keys, sums, jnp.zeros((keys.shape[0],), jnp.int32))
 
 
+def host_template(agent: Agent, num_seeds: int, observation_shape: Sequence[int]) -> Dict:
+    """The loop's host-side state that a checkpoint holds beside the carry."""
+    return {'step': np.zeros((), np.int64), 'wall_seconds': np.zeros((), np.float64),
+            'observation': np.zeros((num_seeds,) + tuple(observation_shape), np.uint8),
+            'first': np.ones((num_seeds,), bool),
+            'action': np.zeros((num_seeds,) + agent.action_shape, agent.action_dtype)}
+
+
+def load_checkpoint(workdir: str, agent: Agent, num_seeds: int, observation_shape: Sequence[int],
+                    frame_channels: int, step: Optional[int] = None):
+    """(carry, host) of a run's checkpoint (the latest unless `step`), e.g. to analyse a trained agent.
+
+    The agent must be built from the run's config.json as the launcher does. Raises UsageError when
+    the run has no checkpoint.
+    """
+    frame_shape = tuple(observation_shape[:2]) + (frame_channels,)
+    carry = jax.eval_shape(lambda: init_carry(agent, seed_keys(0, num_seeds), frame_shape))
+    checkpoints = Checkpoints(workdir, max_to_keep=None)
+    step = checkpoints.latest_step() if step is None else step
+    if step is None:
+        raise UsageError(f'{workdir} has no checkpoint')
+    carry, host = checkpoints.restore(step, carry, host_template(agent, num_seeds,
+                                                                  observation_shape))
+    checkpoints.close()
+    return carry, host
+
+
 def _metric_shapes(agent: Agent, states, buffers) -> Dict[str, Any]:
     single = jax.tree.map(lambda x: x[0], (states, buffers))
 
@@ -115,8 +154,9 @@ def _metric_shapes(agent: Agent, states, buffers) -> Dict[str, Any]:
 def make_step_functions(agent: Agent):
     """Jitted per-environment-step functions over the seed axis (the carry is donated).
 
-    collect(carry, entry, next_observation, step) -> (carry, actions): store, then act.
-    learn(...) -> (carry, actions): store, run agent.updates_per_step updates, then act.
+    collect(carry, entry, next_observation, step) -> (carry, actions, finite): store, then act.
+    learn(...) -> (carry, actions, finite): store, run agent.updates_per_step updates, then act.
+    finite: bool [N], every parameter, optimizer statistic and logged metric of the seed is finite.
     first_action(carry, observation, step) -> (carry, actions).
     """
     config = agent.replay
@@ -133,7 +173,7 @@ def make_step_functions(agent: Agent):
 
         buffers, keys, actions = jax.vmap(single)(carry.agent, carry.replay, carry.key, entry,
                                                   next_observation)
-        return carry.replace(replay=buffers, key=keys), actions
+        return carry.replace(replay=buffers, key=keys), actions, jnp.ones(actions.shape[:1], bool)
 
     def learn(carry, entry, next_observation, step):
         beta = agent.priority_weight(step)
@@ -163,7 +203,7 @@ def make_step_functions(agent: Agent):
             carry.agent, carry.replay, carry.key, carry.metric_sums, entry, next_observation)
         carry = carry.replace(agent=states, replay=buffers, key=keys, metric_sums=sums,
                               metric_count=carry.metric_count + agent.updates_per_step)
-        return carry, actions
+        return carry, actions, _all_finite((states, sums))
 
     def first_action(carry, observation, step):
         keys, actions = jax.vmap(lambda s, k, o: act(s, k, o, step))(carry.agent, carry.key,
@@ -172,6 +212,13 @@ def make_step_functions(agent: Agent):
 
     donate = dict(donate_argnums=0)
     return jax.jit(collect, **donate), jax.jit(learn, **donate), jax.jit(first_action, **donate)
+
+
+def _all_finite(tree) -> jnp.ndarray:
+    """Per seed: whether every floating leaf of a seed-batched pytree is finite, bool [N]."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
+                              for x in leaves]), axis=0)
 
 
 def evaluate(agent: Agent, states, env, episodes: int, key: jnp.ndarray) -> np.ndarray:
@@ -244,29 +291,113 @@ def _truncate_csv(path: str, step: int) -> None:
         os.replace(path + '.tmp', path)
 
 
+_CHECKSUMS = 'psrl_checksums.json'
+
+
+def _file_checksums(directory: str) -> Dict[str, str]:
+    """CRC32 of every file under a checkpoint directory (but the checksum file itself)."""
+    sums = {}
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            if name.startswith(_CHECKSUMS):
+                continue
+            path = os.path.join(folder, name)
+            crc = 0
+            with open(path, 'rb') as f:
+                for chunk in iter(lambda: f.read(1 << 24), b''):
+                    crc = zlib.crc32(chunk, crc)
+            sums[os.path.relpath(path, directory)] = f'{crc:08x}'
+    return sums
+
+
 class Checkpoints:
     """Orbax checkpoints of the device carry plus the loop's host counters, under workdir/checkpoints."""
 
-    def __init__(self, workdir: str, max_to_keep: int):
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')),
-                                             options=options)
+    def __init__(self, workdir: str, max_to_keep: Optional[int]):
+        # Synchronous saves: the carry's buffers are donated to the next step right after a save.
+        # Each process keeps its own checkpoints (its seeds are independent of the others').
+        process = jax.process_index()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=False, enable_async_checkpointing=False,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=process, active_processes={process}))
+        name = 'checkpoints' if jax.process_count() == 1 else f'checkpoints/process_{process}'
+        self.directory = os.path.abspath(os.path.join(workdir, name))
+        os.makedirs(self.directory, exist_ok=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
     def save(self, step: int, carry: Carry, host: Dict[str, np.ndarray], meta: Dict) -> None:
+        """Writes checkpoint `step` (atomically, by orbax) and then its file checksums.
+
+        Arrays are saved as host (numpy) copies: they belong to this process only, and restore
+        places them on whatever devices the resumed run uses.
+        """
         self.manager.save(step, args=ocp.args.Composite(
-            carry=ocp.args.StandardSave(carry), host=ocp.args.StandardSave(host),
+            carry=ocp.args.StandardSave(jax.device_get(carry)), host=ocp.args.StandardSave(host),
             meta=ocp.args.JsonSave(meta)))
+        path = os.path.join(self.directory, str(step), _CHECKSUMS)
+        checksums = _file_checksums(os.path.dirname(path))
+        with open(path + '.tmp', 'w') as f:
+            json.dump(checksums, f)
+        os.replace(path + '.tmp', path)
+
+    def _damaged(self, step: int) -> Optional[str]:
+        """Why checkpoint `step` fails its checksums, or None (also when it has none yet)."""
+        directory = os.path.join(self.directory, str(step))
+        try:
+            with open(os.path.join(directory, _CHECKSUMS)) as f:
+                expected = json.load(f)
+        except (OSError, ValueError):
+            return None
+        actual = _file_checksums(directory)
+        changed = sorted(set(expected.items()) ^ set(actual.items()))
+        return f'{len(changed)} file(s) changed or missing, e.g. {changed[0][0]}' if changed else None
 
     def restore(self, step: int, carry: Carry, host: Dict[str, np.ndarray]):
-        abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+        """(carry, host) of checkpoint `step` as numpy arrays shaped like the templates given."""
+        abstract = lambda tree: jax.tree.map(lambda x: np.empty(x.shape, x.dtype), tree)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             carry=ocp.args.StandardRestore(abstract(carry)),
             host=ocp.args.StandardRestore(abstract(host)), meta=ocp.args.JsonRestore()))
-        return restored['carry'], restored['host'], restored['meta']
+        return restored['carry'], restored['host']
+
+    def restore_latest(self, carry: Carry, host: Dict[str, np.ndarray]):
+        """The newest readable checkpoint as (carry, host), or None when there is none.
+
+        Unreadable (corrupt) checkpoints are reported on stderr and, once an older one has been
+        read, moved to checkpoints_corrupt/ so that the run can write those steps again. When
+        none is readable nothing is moved and UsageError is raised.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        corrupt = []
+        for step in steps:
+            reason = self._damaged(step)
+            if reason is None:
+                try:
+                    restored = self.restore(step, carry, host)
+                except Exception as err:  # pylint: disable=broad-except
+                    reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
+            if reason is not None:
+                print(f'warning: checkpoint {step} in {self.directory} is unreadable ({reason})',
+                      file=sys.stderr, flush=True)
+                corrupt.append(step)
+                continue
+            for bad in corrupt:
+                aside = os.path.join(os.path.dirname(self.directory), 'checkpoints_corrupt')
+                os.makedirs(aside, exist_ok=True)
+                shutil.move(os.path.join(self.directory, str(bad)), os.path.join(aside, str(bad)))
+                print(f'warning: moved checkpoint {bad} to {aside}; resuming from step {step}',
+                      file=sys.stderr, flush=True)
+            if corrupt:
+                self.manager.reload()
+            return restored
+        if corrupt:
+            raise UsageError(f'no readable checkpoint in {self.directory} (steps {corrupt} are '
+                             f'corrupt): use --overwrite to start the run again')
+        return None
 
     def close(self) -> None:
         self.manager.close()
@@ -303,39 +434,63 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss, metric or parameter became non-finite; the last good checkpoint is kept."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM/SIGINT arrived; a checkpoint of the current step was written first."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+def seed_sharding(num_seeds: int) -> Optional[NamedSharding]:
+    """Shards the seed axis over this process's devices (as many as divide num_seeds), or None."""
+    devices = jax.local_devices()
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    if count == 1:
+        return None
+    return NamedSharding(Mesh(np.array(devices[:count]), ('seed',)), PartitionSpec('seed'))
+
+
 def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int], Any],
           workdir: str, algorithm: str) -> List[Dict]:
     """Trains loop.num_seeds agents and writes the run files; resumes from workdir/checkpoints.
 
     env: a psrl_jax.envs environment with one env per seed (closed on return); make_eval_env(
     num_envs, seed) builds the evaluation environments. Returns the summary dict of every seed
-    (also written as summary.json). Raises KeyboardInterrupt after checkpointing when stopped by
-    SIGTERM/SIGINT.
+    (also written as summary.json). Raises Stopped after checkpointing when stopped by
+    SIGTERM/SIGINT, and TrainingDiverged (without checkpointing) when anything becomes non-finite.
     """
     n = loop.num_seeds
-    seed_dirs = [workdir] if n == 1 else [os.path.join(workdir, f'seed_{k}') for k in range(n)]
+    seed_dirs = loop.seed_dirs(workdir)
     frame_channels = env.frame_channels
     frame_shape = env.observation_shape[:2] + (frame_channels,)
+    sharding = seed_sharding(n)
+    place = lambda tree: jax.device_put(tree, sharding)   # sharding None: the default device
     collect, learn, first_action = make_step_functions(agent)
-    carry = init_carry(agent, seed_keys(loop.seed, n), frame_shape)
+    carry = place(init_carry(agent, seed_keys(loop.seed, n), frame_shape))
     checkpoints = Checkpoints(workdir, loop.max_to_keep)
 
     # Where the run stands: agent steps done, and the host-side state a checkpoint restores.
     total = loop.agent_steps(loop.total_steps)
     learning_starts = max(loop.agent_steps(loop.learning_starts),
                           agent.replay.lookahead + agent.replay.stack + 1)
-    host = {'step': np.zeros((), np.int64), 'wall_seconds': np.zeros((), np.float64),
-            'observation': np.zeros((n,) + env.observation_shape, np.uint8),
-            'first': np.ones((n,), bool),
-            'action': np.zeros((n,) + agent.action_shape, agent.action_dtype)}
-    latest = checkpoints.latest_step()
-    if latest is not None:
-        carry, host, _ = checkpoints.restore(latest, carry, host)
+    host = host_template(agent, n, env.observation_shape)
+    try:
+        restored = checkpoints.restore_latest(carry, host)
+    except UsageError:
+        checkpoints.close()
+        env.close()
+        raise
+    if restored is not None:
+        carry, host = place(restored[0]), restored[1]
         # The emulator state is not saved: the episode in flight ends here as a truncation.
         truncate = jax.jit(jax.vmap(lambda b, f, a: replay.truncate(b, agent.replay, f, a)))
-        carry = carry.replace(replay=truncate(carry.replay, host['observation'][..., -frame_channels:],
-                                              host['action']))
-        print(f'resuming {workdir} from step {latest * loop.action_repeat}', flush=True)
+        final_frames = place(host['observation'][..., -frame_channels:])
+        carry = carry.replace(replay=truncate(carry.replay, final_frames, place(host['action'])))
     step = int(host['step'])
     if step > total:
         raise UsageError(f'{workdir} holds a run at step {step * loop.action_repeat}, beyond '
@@ -345,13 +500,16 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
         env.close()
         checkpoints.close()
         return [json.load(open(os.path.join(d, 'summary.json'))) for d in seed_dirs]
+    if restored is not None:
+        print(f'resuming {workdir} from step {step * loop.action_repeat}', flush=True)
     logs = RunLogs(seed_dirs, step * loop.action_repeat)
     wall_offset = float(host['wall_seconds'])
     start_time = time.time()
     eval_key = jax.random.PRNGKey(loop.seed + 7919)
 
     observation, first = env.reset(), np.ones(n, bool)
-    carry, actions = first_action(carry, observation, step)
+    carry, actions = first_action(carry, place(observation), step)
+    actions = np.asarray(actions)
     game_returns: List[List[float]] = [[] for _ in range(n)]
     interval_start, interval_time = step, time.time()
     last_eval: Optional[np.ndarray] = None
@@ -363,25 +521,28 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
         return step == total or (every > 0 and env_steps(step) // every
                                  > env_steps(step - 1) // every)
 
-    def save():
-        host_now = {'step': np.asarray(step, np.int64),
-                    'wall_seconds': np.asarray(wall_offset + time.time() - start_time),
-                    'observation': observation, 'first': first,
-                    'action': np.asarray(actions)}
-        checkpoints.save(step, carry, host_now, {'env_steps': env_steps(step)})
+    def close():
+        logs.close()
+        checkpoints.close()
+        env.close()
 
     with _StopRequest() as stop:
         while step < total:
-            actions_host = np.asarray(actions)
-            timestep = env.step(actions_host)
-            entry = Entry(observation[..., -frame_channels:], actions_host, timestep.reward,
+            timestep = env.step(actions)
+            entry = Entry(observation[..., -frame_channels:], actions, timestep.reward,
                           timestep.terminal, timestep.truncated, timestep.valid, first)
             step_fn = learn if step >= learning_starts else collect
-            carry, actions = step_fn(carry, entry, timestep.observation, step + 1)
+            carry, actions, finite = step_fn(carry, place(entry), place(timestep.observation),
+                                             step + 1)
+            actions, finite = jax.device_get((actions, finite))   # the one host round trip
             observation, first = timestep.observation, timestep.first
             for k in np.flatnonzero(timestep.game_over):
                 game_returns[k].append(float(timestep.game_return[k]))
             step += 1
+            if not finite.all():
+                close()
+                raise TrainingDiverged(_divergence_message(carry, finite, env_steps(step),
+                                                           checkpoints.latest_step(), loop))
 
             if due(loop.log_every):
                 fps = (step - interval_start) * loop.action_repeat / (time.time() - interval_time)
@@ -404,16 +565,15 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
                 print(f'eval at {env_steps(step)}: return {last_eval.mean():.2f} '
                       f'(+- {last_eval.std():.2f} over {last_eval.size} episodes)', flush=True)
             if due(loop.checkpoint_every) or stop.signal is not None:
-                save()
+                host_now = {'step': np.asarray(step, np.int64),
+                            'wall_seconds': np.asarray(wall_offset + time.time() - start_time),
+                            'observation': observation, 'first': first, 'action': actions}
+                checkpoints.save(step, carry, host_now, {'env_steps': env_steps(step)})
             if stop.signal is not None:
-                logs.close()
-                checkpoints.close()
-                env.close()
-                raise KeyboardInterrupt(f'stopped by signal {stop.signal} at step '
-                                        f'{env_steps(step)}; checkpoint saved')
-    env.close()
-    logs.close()
-    checkpoints.close()
+                close()
+                raise Stopped(f'stopped by signal {stop.signal} at step {env_steps(step)}; '
+                              f'checkpoint saved', stop.signal)
+    close()
     wall = wall_offset + time.time() - start_time
     summaries = []
     for k, directory in enumerate(seed_dirs):
@@ -429,6 +589,24 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
             json.dump(summary, f, indent=2)
         summaries.append(summary)
     return summaries
+
+
+def _divergence_message(carry: Carry, finite: np.ndarray, env_step: int,
+                        checkpoint: Optional[int], loop: LoopConfig) -> str:
+    """Names the seed, step and the non-finite terms (metrics, else parameter groups)."""
+    k = int(np.flatnonzero(~finite)[0])
+    sums = jax.device_get(carry.metric_sums)
+    terms = [name for name, value in sorted(sums.items()) if not np.isfinite(value[k])]
+    if not terms:
+        params = jax.device_get(jax.tree.map(lambda x: x[k], carry.agent))
+        terms = [f'parameter {jax.tree_util.keystr(path)}'
+                 for path, x in jax.tree_util.tree_leaves_with_path(params)
+                 if np.issubdtype(np.asarray(x).dtype, np.floating) and not np.isfinite(x).all()]
+        terms = terms[:3] + ([f'and {len(terms) - 3} more'] if len(terms) > 3 else [])
+    kept = ('no checkpoint was written' if checkpoint is None else
+            f'the last good checkpoint (step {checkpoint * loop.action_repeat}) is kept')
+    return (f'non-finite {", ".join(terms)} at step {env_step} (seed {loop.seed + k}); '
+            f'stopped, {kept}')
 
 
 def evaluation_seed(seed: int, episodes: int) -> int:

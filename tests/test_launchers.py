@@ -14,7 +14,7 @@ SUMMARY_KEYS = {'algorithm', 'env', 'seed', 'total_steps', 'eval_return_mean', '
                 'eval_episodes', 'human_normalized_score', 'wall_seconds', 'device'}
 ATARI = ['--env=Pong', '--learning_starts=200', '--eval_episodes=1', '--log_every=100',
          '--checkpoint_every=150', '--config.replay.batch_size=4', '--config.replay.capacity=1000']
-DMC = ['--env=cartpole-swingup', '--learning_starts=1000', '--eval_episodes=1', '--eval_every=1000',
+DMC = ['--env=cartpole-swingup', '--learning_starts=1504', '--eval_episodes=1', '--eval_every=1000',
        '--log_every=500', '--config.replay.batch_size=4', '--config.replay.capacity=1000']
 
 
@@ -92,6 +92,9 @@ def test_atari_run_continues_with_more_steps_and_is_idempotent_when_finished(ata
     (['--config=experiments/configs/atari.py:nope'], "unknown preset 'nope'"),
     (['--config.psrl.nope=1'], 'unknown config key'),
     (['--config.replay.n_step=1', '--total_steps=400'], 'different config'),
+    (['--eval_episodes=0'], '--eval_episodes must be positive'),
+    (['--num_seeds=3', '--num_processes=2'], 'must be a multiple of --num_processes'),
+    (['--config.replay.capacity=5'], 'replay capacity must exceed'),
 ])
 def test_bad_input_is_one_line_and_leaves_the_run_untouched(atari_run, args, needle):
     workdir, _ = atari_run
@@ -113,3 +116,22 @@ def test_dmc_smoke_run_writes_the_contract_files(tmp_path):
                                         'cartpole-swingup', hns_expected=False)
     assert [int(r['step']) for r in evals] == [1000, 2000]
     assert 0 <= summary['eval_return_mean'] <= 1000
+
+
+def test_missing_gl_backend_names_the_debian_packages(tmp_path):
+    workdir = tmp_path / 'run'
+    env = dict(os.environ, MUJOCO_GL='no-such-backend')
+    result = subprocess.run([sys.executable, '-m', 'experiments.train_dmc', f'--workdir={workdir}'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert 'libosmesa6' in errors[0] and 'libegl-mesa0' in errors[0]
+    assert not workdir.exists()
+
+
+def test_non_empty_directory_without_a_run_is_refused(tmp_path):
+    (tmp_path / 'notes.txt').write_text('mine')
+    result = launch('train_atari', *ATARI, '--total_steps=300', f'--workdir={tmp_path}',
+                    timeout=120)
+    assert result.returncode == 2 and 'is not empty' in result.stderr
+    assert os.listdir(tmp_path) == ['notes.txt']
