@@ -213,8 +213,7 @@ def main(make_env: Callable, make_eval_env: Callable, build_agent: Callable) -> 
         if FLAGS.coordinator_address:   # the others wait until process 0 has prepared the workdir
             multihost_utils.sync_global_devices('workdir ready')
         summaries = training.train(
-            agent, loop, env, lambda n, seed: make_eval_env(FLAGS.env, n, seed),
-            FLAGS.workdir, FLAGS.config.algorithm)
+            agent, loop, env, lambda n, seed: make_eval_env(FLAGS.env, n, seed), FLAGS.workdir)
     except UsageError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)

@@ -30,6 +30,7 @@ from psrl_jax.errors import UsageError
 class Agent(NamedTuple):
     """What the loop needs from an agent, as pure single-seed functions (the loop vmaps them).
 
+    name: the preset, reported as summary.json's "algorithm".
     init(key) -> state
     act(state, observations uint8 [B, ...], key, step) -> actions [B]       training policy
     evaluate_act(state, observations, key) -> actions [B]                    evaluation policy
@@ -456,7 +457,7 @@ def seed_sharding(num_seeds: int) -> Optional[NamedSharding]:
 
 
 def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int], Any],
-          workdir: str, algorithm: str) -> List[Dict]:
+          workdir: str) -> List[Dict]:
     """Trains loop.num_seeds agents and writes the run files; resumes from workdir/checkpoints.
 
     env: a psrl_jax.envs environment with one env per seed (closed on return); make_eval_env(
@@ -581,7 +582,7 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
         mean = float(np.mean(returns))
         hns = (float(evaluation.human_normalized_score(loop.env, mean))
                if evaluation.has_human_score(loop.env) else None)
-        summary = {'algorithm': algorithm, 'env': loop.env, 'seed': loop.seed + k,
+        summary = {'algorithm': agent.name, 'env': loop.env, 'seed': loop.seed + k,
                    'total_steps': loop.total_steps, 'eval_return_mean': mean,
                    'eval_return_std': float(np.std(returns)), 'eval_episodes': int(len(returns)),
                    'human_normalized_score': hns, 'wall_seconds': wall, 'device': _device_name()}
