@@ -13,11 +13,12 @@ RUN_FLAGS ?= --env=Pong --seed=0 --total_steps=600 --learning_starts=300 --eval_
 install: $(STAMP) gl
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
-	touch $@
+	@echo "installing into $(VENV) (log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -r requirements.txt && \
+	   $(BIN)/pip install --no-deps -e . ; } > $(VENV)/install.log 2>&1 || \
+	  { tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log" >&2; exit 1; }
+	@touch $@
 
 gl:
 	@dpkg -s $(GL_PKGS) >/dev/null 2>&1 || { \
