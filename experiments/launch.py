@@ -16,6 +16,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from psrl_jax import psrl, replay, training
+from psrl_jax.agents import rainbow, sac
 from psrl_jax.errors import UsageError
 
 FLAGS = flags.FLAGS
@@ -149,6 +150,18 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
         priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0))
 
 
+def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.Agent:
+    """The agent of a config for an env: SPR's Rainbow on Atari, DrQ's SAC on DMControl."""
+    if suite == 'atari':
+        agent_config = rainbow.RainbowConfig(psrl=objective(config, env, 'atari'),
+                                             **agent_settings(config))
+        return assemble_agent(config, rainbow, agent_config, env, loop)
+    agent_config = sac.SACConfig(psrl=objective(config, env, 'dmc'),
+                                 random_steps=loop.agent_steps(loop.learning_starts),
+                                 **agent_settings(config))
+    return assemble_agent(config, sac, agent_config, env, loop)
+
+
 def run_record() -> dict:
     """The resolved config and flags, as written to config.json."""
     names = ('env', 'seed', 'num_seeds', 'num_processes', 'total_steps', 'learning_starts',
@@ -191,11 +204,11 @@ def prepare_workdir(workdir: str, record: dict, overwrite: bool) -> None:
     os.replace(path + '.tmp', path)
 
 
-def main(make_env: Callable, make_eval_env: Callable, build_agent: Callable) -> None:
+def main(suite: str, make_env: Callable, make_eval_env: Callable) -> None:
     """The body of a launcher's main(): everything after flag parsing.
 
-    make_env(name, num_envs, seed) -> env (raises UsageError for an unknown name or missing
-    ROMs/GL); build_agent(config, env, loop) -> training.Agent.
+    suite: 'atari' or 'dmc'; make_env(name, num_envs, seed) -> env (raises UsageError for an
+    unknown name or missing ROMs/GL).
     """
     if not FLAGS['verbosity'].present:   # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
@@ -207,7 +220,7 @@ def main(make_env: Callable, make_eval_env: Callable, build_agent: Callable) -> 
             jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                        FLAGS.process_id)
         env = make_env(FLAGS.env, loop.num_seeds, loop.seed)
-        agent = build_agent(FLAGS.config, env, loop)
+        agent = build_agent(suite, FLAGS.config, env, loop)
         if FLAGS.process_id == 0:
             prepare_workdir(FLAGS.workdir, run_record(), FLAGS.overwrite)
         if FLAGS.coordinator_address:   # the others wait until process 0 has prepared the workdir

@@ -2,31 +2,22 @@
 
   python -m experiments.train_atari --env=Pong --seed=0 --total_steps=100000 --workdir=runs/pong
   python -m experiments.train_atari --config=experiments/configs/atari.py:spr --workdir=runs/spr
+The agent is SPR's data-efficient Rainbow (psrl_jax.agents.rainbow) with the config's objective.
 """
 from absl import app
 
 from experiments import launch
-from psrl_jax import training
-from psrl_jax.agents import rainbow
 from psrl_jax.envs.atari import make_atari
 
 launch.define_flags(env='Pong', config_file='atari.py', total_steps=100_000, learning_starts=2000,
                     eval_episodes=100, eval_every=0, checkpoint_every=25_000)
 
 
-def build_agent(config, env, loop: training.LoopConfig) -> training.Agent:
-    """SPR's Rainbow with the config's objective (experiments/configs/atari.py) for an Atari env."""
-    agent = rainbow.RainbowConfig(psrl=launch.objective(config, env, 'atari'),
-                                  **launch.agent_settings(config))
-    return launch.assemble_agent(config, rainbow, agent, env, loop)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-    launch.main(lambda name, n, seed: make_atari(name, n, seed, training=True),
-                lambda name, n, seed: make_atari(name, n, seed, training=False),
-                build_agent)
+    launch.main('atari', lambda name, n, seed: make_atari(name, n, seed, training=True),
+                lambda name, n, seed: make_atari(name, n, seed, training=False))
 
 
 if __name__ == '__main__':

@@ -3,13 +3,12 @@
   python -m experiments.train_dmc --env=cartpole-swingup --seed=0 --total_steps=100000 \
       --workdir=runs/cartpole
   python -m experiments.train_dmc --config=experiments/configs/dmc.py:drq --workdir=runs/drq
-Steps are environment steps (action repeat counted).
+Steps are environment steps (action repeat counted). The agent is DrQ's SAC
+(psrl_jax.agents.sac) with the config's objective on its encoder.
 """
 from absl import app
 
 from experiments import launch
-from psrl_jax import training
-from psrl_jax.agents import sac
 from psrl_jax.envs.dmc import make_dmc
 
 launch.define_flags(env='cartpole-swingup', config_file='dmc.py', total_steps=100_000,
@@ -17,19 +16,11 @@ launch.define_flags(env='cartpole-swingup', config_file='dmc.py', total_steps=10
                     checkpoint_every=50_000)
 
 
-def build_agent(config, env, loop: training.LoopConfig) -> training.Agent:
-    """DrQ's SAC with the config's objective (experiments/configs/dmc.py) for a DMControl env."""
-    agent = sac.SACConfig(psrl=launch.objective(config, env, 'dmc'),
-                          random_steps=loop.agent_steps(loop.learning_starts),
-                          **launch.agent_settings(config))
-    return launch.assemble_agent(config, sac, agent, env, loop)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-    launch.main(lambda name, n, seed: make_dmc(name, n, seed),
-                lambda name, n, seed: make_dmc(name, n, seed), build_agent)
+    launch.main('dmc', lambda name, n, seed: make_dmc(name, n, seed),
+                lambda name, n, seed: make_dmc(name, n, seed))
 
 
 if __name__ == '__main__':

@@ -27,7 +27,6 @@ import matplotlib.figure
 import matplotlib.ticker
 import numpy as np
 from absl import logging as absl_logging
-from rliable import metrics as rly_metrics
 
 from psrl_jax.envs.atari import ATARI_100K_GAMES
 
@@ -206,6 +205,7 @@ def _as_score_matrix(hns) -> np.ndarray:
 
 def _metric_vector(scores: np.ndarray) -> np.ndarray:
     """The four rliable aggregates of scores [runs, games], in METRICS order: [4]."""
+    from rliable import metrics as rly_metrics  # Only reports need rliable; training does not.
     return np.array([
         rly_metrics.aggregate_mean(scores),
         rly_metrics.aggregate_median(scores),
