@@ -46,25 +46,38 @@ ENCODERS = {'atari': AtariEncoder, 'dmc': DMCEncoder}
 class CorrespondenceModule(nn.Module):
     """C(z_a, z_b) -> flow c_{a->b} [B, h, w, 2] in cells of the feature grid.
 
-    Soft-argmax over the correlation volume (learned inverse temperature), refined by a small conv net that
-    sees the volume and the coarse flow; the refinement starts at zero.
+    Soft-argmax over a correlation volume of centred, unit-RMS features (a Pearson correlation in
+    [-1, 1]) with a learned inverse temperature beta and a learned prior towards small
+    displacements, softmax(beta V - alpha |d|^2), over the displacements that stay inside the map;
+    then a small conv net that sees the volume and the coarse flow refines it (starting at zero).
+    Without the prior, cells that match many others equally well (a uniform background) take the
+    mean of their window, which points inwards from every border: an untrained C then moves Atari
+    frames by ~15 px where nothing moved (WORKSPACE_NOTES.md).
     """
     max_displacement: int = 3
     hidden: int = 64
     init_inverse_temperature: float = 10.0
+    init_displacement_penalty: float = 2.0     # alpha at the start, in cells^-2
 
     @nn.compact
     def __call__(self, z_a: jnp.ndarray, z_b: jnp.ndarray) -> jnp.ndarray:
-        # The volume of unit-RMS features, a cosine similarity in [-1, 1] that does not favour bright
-        # cells: V(z_a, z_b) / (rms_a(p) rms_b(p + d)). Scaling V afterwards is exact and, unlike
-        # normalising the features first, keeps XLA's CPU fusions fast.
-        inverse_rms = lambda z: jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + 1e-6)
+        # Encoder features are non-negative, so raw cosines are ~1 everywhere; centring them over
+        # channels makes the volume discriminative. V(z_a, z_b) / (rms_a(p) rms_b(p + d)) is scaled
+        # after the fact: exact, and unlike normalising first it keeps XLA's CPU fusions fast.
         r = self.max_displacement
+        z_a = z_a - z_a.mean(axis=-1, keepdims=True)
+        z_b = z_b - z_b.mean(axis=-1, keepdims=True)
+        inverse_rms = lambda z: jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + 1e-6)
+        ones = jnp.ones_like(z_a[..., :1])
         volume = (correlation_volume(z_a, z_b, r) * inverse_rms(z_a)
-                  * correlation_volume(jnp.ones_like(z_a[..., :1]), inverse_rms(z_b), r))
+                  * correlation_volume(ones, inverse_rms(z_b), r))
+        inside = correlation_volume(ones[:1], ones[:1], r) > 0   # p + d within the map
         log_beta = self.param('log_inverse_temperature',
                               nn.initializers.constant(jnp.log(self.init_inverse_temperature)), ())
-        coarse = flow_from_volume(volume, self.max_displacement, jnp.exp(log_beta))
+        log_alpha = self.param('log_displacement_penalty',
+                               nn.initializers.constant(jnp.log(self.init_displacement_penalty)),
+                               ())
+        coarse = flow_from_volume(volume, r, jnp.exp(log_beta), jnp.exp(log_alpha), valid=inside)
         x = nn.relu(nn.Conv(self.hidden, (3, 3))(jnp.concatenate([volume, coarse], axis=-1)))
         x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
         return coarse + nn.Conv(2, (3, 3), kernel_init=nn.initializers.zeros)(x)

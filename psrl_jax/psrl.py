@@ -47,6 +47,7 @@ class PSRLConfig:
     lambda_c: float = 1.0
     smoothness_weight: float = 0.01
     max_displacement: int = 3
+    displacement_penalty: float = 2.0      # C's initial prior towards small flows (cells^-2)
     correspondence_hidden: int = 64
     transition_hidden: int = 64
     projection_dim: int = 512
@@ -107,8 +108,9 @@ def make_modules(config: PSRLConfig) -> Modules:
     """The flax modules of the objective (module definitions only; parameters live in a dict)."""
     return Modules(
         encoder=networks.ENCODERS[config.encoder](),
-        correspondence=networks.CorrespondenceModule(config.max_displacement,
-                                                     config.correspondence_hidden),
+        correspondence=networks.CorrespondenceModule(
+            config.max_displacement, config.correspondence_hidden,
+            init_displacement_penalty=config.displacement_penalty),
         conv1x1=networks.Conv1x1(),
         transition=networks.TransitionModel(config.num_actions, config.transition_hidden),
         projection=networks.Projection(config.projection_dim),

@@ -3,7 +3,7 @@
 Arrays are NHWC float32 unless stated. A flow has flow[..., 0] = dx (columns) and flow[..., 1] = dy (rows),
 in pixels of the grid it lives on. Nothing here imports from the package.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import chex
 import jax
@@ -35,14 +35,22 @@ def correlation_volume(z_a: jnp.ndarray, z_b: jnp.ndarray, max_displacement: int
     return jnp.stack(slices, axis=-1) / channels
 
 
-def flow_from_volume(volume: jnp.ndarray, max_displacement: int, inverse_temperature=1.0) -> jnp.ndarray:
-    """Soft-argmax decoding: the expected (dx, dy) under softmax(beta * V) over the window.
+def flow_from_volume(volume: jnp.ndarray, max_displacement: int, inverse_temperature=1.0,
+                     displacement_penalty=0.0, valid: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    """Soft-argmax decoding: the expected (dx, dy) under softmax(beta * V - alpha * |d|^2).
 
-    volume: [B, H, W, (2r+1)**2]; returns a flow [B, H, W, 2] in cells of the volume's grid. Differentiable.
+    volume: [B, H, W, (2r+1)**2]; beta = inverse_temperature; alpha = displacement_penalty, a
+    Gaussian prior towards small displacements (in cells^-2) that breaks ties between equally good
+    matches (a uniform background) in favour of no motion; valid: optional bool mask broadcastable
+    to the volume, the displacements the softmax may choose (e.g. those that stay inside the map).
+    Returns a flow [B, H, W, 2] in cells of the volume's grid. Differentiable.
     """
     chex.assert_rank(volume, 4)
-    probabilities = jax.nn.softmax(inverse_temperature * volume, axis=-1)
-    return probabilities @ displacements(max_displacement)
+    moves = displacements(max_displacement)
+    logits = inverse_temperature * volume - displacement_penalty * jnp.sum(moves * moves, axis=-1)
+    if valid is not None:
+        logits = jnp.where(valid, logits, -1e9)
+    return jax.nn.softmax(logits, axis=-1) @ moves
 
 
 def warp(image: jnp.ndarray, flow: jnp.ndarray) -> jnp.ndarray:

@@ -42,13 +42,20 @@ def correlation_volume(z_a, z_b, r):
     return out
 
 
-def flow_from_volume(volume, r, inverse_temperature=1.0):
-    """Soft-argmax: sum_k softmax(beta V)[k] (dx_k, dy_k).  [B, H, W, (2r+1)**2] -> [B, H, W, 2]."""
-    logits = inverse_temperature * np.asarray(volume, np.float64)
+def flow_from_volume(volume, r, inverse_temperature=1.0, displacement_penalty=0.0, valid=None):
+    """Soft-argmax: sum_k w_k (dx_k, dy_k), w = softmax over the valid k of beta V_k - alpha |d_k|^2.
+
+    [B, H, W, (2r+1)**2] -> [B, H, W, 2]; valid: bool [(2r+1)**2] or None (all).
+    """
+    moves = displacements(r)
+    logits = (inverse_temperature * np.asarray(volume, np.float64)
+              - displacement_penalty * (moves ** 2).sum(axis=-1))
+    if valid is not None:
+        logits = np.where(valid, logits, -np.inf)
     logits = logits - logits.max(axis=-1, keepdims=True)
     weights = np.exp(logits)
     weights /= weights.sum(axis=-1, keepdims=True)
-    return weights @ displacements(r)
+    return weights @ moves
 
 
 def bilinear_sample(image, x, y):

@@ -1,18 +1,19 @@
 """The correspondence module learns: trained self-supervised on shifted frames, it recovers the shift.
 
 Frame b is frame a shifted by a known integer (dx, dy) in [-4, 4]^2 (a different shift per pair),
-so the true flow a -> b is (dx, dy) everywhere. C and the DrQ encoder are trained with Adam on the
-reconstruction loss only (no flow labels); the mean end-point error inside the image must fall
-below half a pixel.
+so the true flow a -> b is (dx, dy) everywhere. C (as the DMControl config builds it) and the DrQ
+encoder are trained with Adam on the reconstruction loss only (no flow labels); the mean end-point
+error inside the image must fall below half a pixel.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.configs import dmc
 from psrl_jax import losses, networks, transforms
 
-SIZE, BATCH, MAX_SHIFT, STEPS = 48, 8, 4, 250
+SIZE, BATCH, MAX_SHIFT, STEPS = 48, 8, 4, 400
 
 
 def textured_frames(key, n):
@@ -39,7 +40,9 @@ def shifted_pairs(key):
 
 
 ENCODER = networks.DMCEncoder()
-MODULE = networks.CorrespondenceModule(max_displacement=4, hidden=32)
+SETTINGS = dmc.get_config().psrl
+MODULE = networks.CorrespondenceModule(SETTINGS.max_displacement, SETTINGS.correspondence_hidden,
+                                       init_displacement_penalty=SETTINGS.displacement_penalty)
 
 
 def flow(params, a, b):

@@ -35,19 +35,35 @@ def test_renormalize_matches_numpy():
                                rtol=1e-5, atol=1e-6)
 
 
-def test_correspondence_module_starts_as_cosine_soft_argmax():
-    """The refinement starts at zero: C's first output is the soft-argmax of the cosine volume."""
-    module = networks.CorrespondenceModule(max_displacement=2, init_inverse_temperature=10.0)
+@pytest.mark.parametrize('alpha', [0.5, 2.0])
+def test_correspondence_module_starts_as_masked_pearson_soft_argmax(alpha):
+    """The refinement starts at zero: C's first output is the soft-argmax of 10 x the correlation
+    of channel-centred, unit-RMS features minus alpha |d|^2, over the displacements that stay inside
+    the map."""
+    module = networks.CorrespondenceModule(max_displacement=2, init_inverse_temperature=10.0,
+                                           init_displacement_penalty=alpha)
     z_a = jax.random.uniform(KEY, (2, 6, 6, 8))
     z_b = jax.random.uniform(jax.random.PRNGKey(1), (2, 6, 6, 8))
     params = module.init(KEY, z_a, z_b)
-    flow = module.apply(params, z_a, z_b)
+    flow = np.asarray(module.apply(params, z_a, z_b))
     assert flow.shape == (2, 6, 6, 2)
-    unit = lambda z: z / np.sqrt(np.mean(np.asarray(z) ** 2, axis=-1, keepdims=True) + 1e-6)
-    volume = transforms.correlation_volume(unit(z_a), unit(z_b), 2)
-    np.testing.assert_allclose(np.asarray(flow),
-                               np.asarray(transforms.flow_from_volume(volume, 2, 10.0)),
-                               rtol=1e-4, atol=1e-5)
+
+    def unit(z):
+        z = np.asarray(z, np.float64) - np.asarray(z).mean(-1, keepdims=True)
+        return z / np.sqrt(np.mean(z ** 2, axis=-1, keepdims=True) + 1e-6)
+
+    a, b = unit(z_a), unit(z_b)
+    for y, x in ((0, 0), (2, 3), (5, 1)):
+        weights, moves = [], []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                if 0 <= y + dy < 6 and 0 <= x + dx < 6:   # only displacements inside the map
+                    weights.append(10.0 * np.mean(a[0, y, x] * b[0, y + dy, x + dx])
+                                   - alpha * (dx * dx + dy * dy))
+                    moves.append((dx, dy))
+        p = np.exp(np.array(weights) - max(weights))
+        expected = (p / p.sum()) @ np.array(moves, np.float64)
+        np.testing.assert_allclose(flow[0, y, x], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_correspondence_module_finds_a_feature_shift():

@@ -123,6 +123,33 @@ def test_flow_from_volume_matches_reference(r, beta):
     np.testing.assert_allclose(got, ref.flow_from_volume(volume, r, beta), atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize('r, beta, alpha', [(1, 1.0, 0.5), (2, 3.0, 2.0), (3, 0.5, 0.1)])
+def test_flow_from_volume_with_displacement_penalty_matches_reference(r, beta, alpha):
+    rng = _rng(20 + r)
+    volume = _normal(rng, (2, 4, 3, (2 * r + 1) ** 2))
+    valid = rng.uniform(size=(2 * r + 1) ** 2) < 0.7
+    valid[(2 * r + 1) ** 2 // 2] = True       # d = 0 is always allowed
+    got = transforms.flow_from_volume(jnp.asarray(volume), r, beta, alpha,
+                                      valid=jnp.asarray(valid))
+    np.testing.assert_allclose(got, ref.flow_from_volume(volume, r, beta, alpha, valid),
+                               atol=ATOL, rtol=1e-5)
+
+
+def test_displacement_penalty_pulls_ties_towards_zero_flow():
+    # r = 1, a cell at the left border: dx = -1 is outside. A flat volume (a uniform background)
+    # without the prior gives the mean of the six allowed moves, (0.5, 0); with alpha = 2 the
+    # weights are 1 (d = 0), e^-2 (three moves with |d|^2 = 1) and e^-4 (two with |d|^2 = 2):
+    # dx = (e^-2 + 2 e^-4) / (1 + 3 e^-2 + 2 e^-4).
+    volume = jnp.zeros((1, 1, 1, 9))
+    valid = jnp.asarray([False, True, True] * 3)
+    flat = np.asarray(transforms.flow_from_volume(volume, 1, 1.0, valid=valid))
+    np.testing.assert_allclose(flat[0, 0, 0], [0.5, 0.0], atol=1e-6)
+    prior = np.asarray(transforms.flow_from_volume(volume, 1, 1.0, 2.0, valid=valid))
+    e2, e4 = np.exp(-2.0), np.exp(-4.0)
+    np.testing.assert_allclose(prior[0, 0, 0], [(e2 + 2 * e4) / (1 + 3 * e2 + 2 * e4), 0.0],
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize('beta', [1.0, 2.0])
 def test_flow_from_volume_hand_worked(beta):
     # r = 1, beta * V = log 2 at k = 5 ((dx, dy) = (1, 0)) and 0 elsewhere: weights 2/10 there and
@@ -490,3 +517,16 @@ def test_augment_unknown_name_raises():
     obs = jnp.zeros((2, 8, 8, 3), jnp.uint8)
     with pytest.raises(ValueError):
         transforms.augment(jax.random.PRNGKey(0), obs, ('shift', 'flip'))
+
+
+def test_flow_from_volume_only_chooses_valid_displacements():
+    volume = np.zeros((1, 1, 1, 9), np.float32)
+    volume[..., 0] = 5.0                      # (dx, dy) = (-1, -1) would win ...
+    valid = np.ones(9, bool)
+    valid[0] = False                          # ... but it is not allowed
+    volume[..., 5] = 3.0                      # the best allowed: (dx, dy) = (1, 0)
+    flow = np.asarray(transforms.flow_from_volume(jnp.asarray(volume), 1, 100.0,
+                                                  valid=jnp.asarray(valid)))
+    np.testing.assert_allclose(flow[0, 0, 0], [1.0, 0.0], atol=1e-5)
+    unmasked = np.asarray(transforms.flow_from_volume(jnp.asarray(volume), 1, 100.0))
+    np.testing.assert_allclose(unmasked[0, 0, 0], [-1.0, -1.0], atol=1e-5)

@@ -23,6 +23,7 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         lambda_c=1.0,
         smoothness_weight=0.01,
         max_displacement=3,
+        displacement_penalty=2.0,  # C's initial prior towards small flows, alpha |d|^2 (cells)
         correspondence_hidden=64,
         transition_hidden=64,
         projection_dim=512,

@@ -27,9 +27,10 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         priority_exponent=0.0, priority_weight_start=1.0, priority_weight_end=1.0,
     ))
     config.updates_per_step = 1
-    # 35x35 feature maps: a 4-cell window reaches +-10 pixels. C and G run at 35x35, so they are
-    # kept narrow (32 channels) and psi small; at 64 channels they cost 4x the DrQ update.
+    # 35x35 feature maps: a 4-cell window reaches +-10 pixels, and a weaker prior than Atari's
+    # (cells of 2.4 px, not 12) lets C reach them. C and G run at 35x35, so they are kept narrow
+    # (32 channels) and psi small; at 64 channels they cost 4x the DrQ update.
     config.psrl = common.psrl_config('none' if preset == 'drq' else preset, max_displacement=4,
-                                     correspondence_hidden=32, transition_hidden=32,
-                                     projection_dim=128)
+                                     displacement_penalty=1.0, correspondence_hidden=32,
+                                     transition_hidden=32, projection_dim=128)
     return config
