@@ -404,7 +404,8 @@ class Checkpoints:
         self.manager.close()
 
 
-def _device_name() -> str:
+def device_name() -> str:
+    """'<platform>:<device kind>' of the first device: 'cpu:cpu', 'gpu:NVIDIA H100 80GB HBM3'."""
     device = jax.devices()[0]
     return f'{device.platform}:{getattr(device, "device_kind", "")}'.rstrip(':')
 
@@ -585,7 +586,7 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
         summary = {'algorithm': agent.name, 'env': loop.env, 'seed': loop.seed + k,
                    'total_steps': loop.total_steps, 'eval_return_mean': mean,
                    'eval_return_std': float(np.std(returns)), 'eval_episodes': int(len(returns)),
-                   'human_normalized_score': hns, 'wall_seconds': wall, 'device': _device_name()}
+                   'human_normalized_score': hns, 'wall_seconds': wall, 'device': device_name()}
         with open(os.path.join(directory, 'summary.json'), 'w') as f:
             json.dump(summary, f, indent=2)
         summaries.append(summary)
