@@ -1,0 +1,216 @@
+"""psrl_jax.visualization against hand-worked Middlebury colours and an independent per-pixel port
+of the Middlebury code; experiments.visualize on a tiny run made by the launcher, and bad input."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from psrl_jax import psrl, visualization
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG = b'\x89PNG\r\n\x1a\n'
+
+
+def middlebury_pixel(u, v):
+    """One pixel of Middlebury's computeColor.m, written out by hand (u, v already normalised)."""
+    wheel = []
+    for n, ramp in ((15, lambda i: (255, math.floor(255 * i / 15), 0)),
+                    (6, lambda i: (255 - math.floor(255 * i / 6), 255, 0)),
+                    (4, lambda i: (0, 255, math.floor(255 * i / 4))),
+                    (11, lambda i: (0, 255 - math.floor(255 * i / 11), 255)),
+                    (13, lambda i: (math.floor(255 * i / 13), 0, 255)),
+                    (6, lambda i: (255, 0, 255 - math.floor(255 * i / 6)))):
+        wheel += [ramp(i) for i in range(n)]
+    radius = math.sqrt(u * u + v * v)
+    a = math.atan2(-v, -u) / math.pi
+    fk = (a + 1) / 2 * (len(wheel) - 1)
+    k0 = int(math.floor(fk))
+    k1 = (k0 + 1) % len(wheel)
+    f = fk - k0
+    pixel = []
+    for c in range(3):
+        col0, col1 = wheel[k0][c] / 255, wheel[k1][c] / 255      # as computeColor.m
+        col = (1 - f) * col0 + f * col1
+        col = 1 - radius * (1 - col) if radius <= 1 else col * 0.75
+        pixel.append(math.floor(255 * col))
+    return pixel
+
+
+def one_pixel(dx, dy, max_magnitude=1.0):
+    return visualization.flow_to_color(np.array([[[dx, dy]]]), max_magnitude)[0, 0].tolist()
+
+
+def test_zero_flow_is_white():
+    assert (visualization.flow_to_color(np.zeros((5, 7, 2))) == 255).all()
+    assert (visualization.flow_to_color(np.zeros((5, 7, 2)), max_magnitude=3.0) == 255).all()
+
+
+def test_known_colours_of_the_wheel():
+    assert one_pixel(1.0, 0.0) == [255, 0, 0]          # +x at the maximum: the wheel's red
+    assert one_pixel(-1.0, 0.0) == [0, 209, 255]       # -x: wheel[27] = (0, 255 - 46, 255)
+    assert one_pixel(0.0, 1.0) == [255, 229, 0]        # +y (down): halfway wheel[13] and wheel[14]
+    assert one_pixel(0.0, -1.0) == [88, 0, 255]        # -y: halfway wheel[40] and wheel[41]
+    assert one_pixel(0.5, 0.0) == [255, 127, 127]      # half the maximum: half saturated
+    assert one_pixel(2.0, 0.0) == [191, 0, 0]          # beyond the maximum: darkened x 0.75
+    assert one_pixel(3.0, 0.0, max_magnitude=3.0) == [255, 0, 0]
+
+
+def test_opposite_directions_get_different_hues():
+    for dx, dy in ((1, 0), (0, 1), (0.6, -0.8), (-0.3, 0.4)):
+        a, b = np.array(one_pixel(dx, dy, 1.0)), np.array(one_pixel(-dx, -dy, 1.0))
+        assert np.abs(a - b).max() > 100, (dx, dy, a, b)
+
+
+def test_matches_the_middlebury_code_pixel_by_pixel():
+    flow = np.random.default_rng(0).normal(size=(6, 9, 2)) * 3.0
+    scale = 4.0
+    expected = [[middlebury_pixel(u / scale, v / scale) for u, v in row] for row in flow]
+    colours = visualization.flow_to_color(flow, scale)
+    assert colours.shape == (6, 9, 3) and colours.dtype == np.uint8
+    np.testing.assert_array_equal(colours, np.array(expected))
+
+
+def test_default_scale_is_the_largest_magnitude():
+    flow = np.array([[[1.0, 0.0], [2.0, 0.0]]])
+    np.testing.assert_array_equal(visualization.flow_to_color(flow),
+                                  [[[255, 127, 127], [255, 0, 0]]])
+
+
+def test_bad_flow_shape_raises():
+    with pytest.raises(ValueError, match=r'\[H, W, 2\]'):
+        visualization.flow_to_color(np.zeros((4, 4, 3)))
+
+
+def test_colour_key():
+    key = visualization.color_wheel_legend(21)
+    assert key.shape == (21, 21, 3) and key.dtype == np.uint8
+    assert (key[10, 10] == 255).all() and (key[0, 0] == 255).all()        # centre, outside corner
+    assert key[10, 20].tolist() == [255, 0, 0]                             # right rim: +x
+    wheel = visualization.color_wheel()
+    assert wheel.shape == (55, 3) and wheel[0].tolist() == [255, 0, 0]
+
+
+CONFIG = psrl.PSRLConfig(num_actions=3)
+
+
+def test_external_flows_are_c_of_target_later_and_online_earlier():
+    key_obs, key_online, key_target = jax.random.split(jax.random.PRNGKey(0), 3)
+    observations = jax.random.uniform(key_obs, (3, 84, 84, 4))
+    online = psrl.init_params(key_online, CONFIG, (84, 84, 4))
+    target = psrl.init_params(key_target, CONFIG, (84, 84, 4))
+    flows = visualization.external_flows(online, target, observations, CONFIG)
+    modules = psrl.make_modules(CONFIG)
+    z_t = modules.encoder.apply(target['encoder'], observations[1:])
+    z_q = modules.encoder.apply(online['encoder'], observations[:-1])
+    expected = modules.correspondence.apply(online['correspondence'], z_t, z_q)
+    assert flows.shape == (2, 7, 7, 2)
+    np.testing.assert_allclose(flows, expected, rtol=1e-5, atol=1e-5)
+    swapped = visualization.external_flows(target, online, observations, CONFIG)
+    assert not np.allclose(flows, swapped)
+
+
+def test_warp_previous_moves_frames_by_the_up_sampled_flow():
+    frames = np.random.default_rng(1).uniform(size=(2, 84, 84, 1)).astype(np.float32)
+    cells = np.zeros((1, 7, 7, 2), np.float32)
+    warped, pixels = visualization.warp_previous(jnp.asarray(frames), jnp.asarray(cells))
+    np.testing.assert_allclose(warped, frames[:1], atol=1e-6)
+    cells[..., 0] = 1.0                                        # one cell = 84 / 7 = 12 pixels right
+    warped, pixels = visualization.warp_previous(jnp.asarray(frames), jnp.asarray(cells))
+    np.testing.assert_allclose(pixels[..., 0], 12.0, rtol=1e-6)
+    np.testing.assert_allclose(warped[0, :, :-12], frames[0, :, 12:], atol=1e-5)
+    np.testing.assert_allclose(warped[0, :, -11:], 0.0, atol=1e-6)      # sampled outside: zero
+
+
+def test_figures_render_to_png():
+    rng = np.random.default_rng(2)
+    frames = rng.uniform(size=(3, 84, 84, 1))
+    flows = rng.normal(size=(2, 84, 84, 2))
+    for fig, axes in ((visualization.frames_figure(frames), 3),
+                      (visualization.flows_figure(flows), 3),
+                      (visualization.warp_figure(frames[:2], frames[1:], frames[1:]), 8),
+                      (visualization.correspondence_figure(frames[:2], frames[1:], flows,
+                                                           frames[1:], suptitle='x'), 11)):
+        assert len([ax for ax in fig.axes if ax.images]) == axes
+        assert visualization.figure_to_png(fig).startswith(PNG)
+    rgb = visualization.frames_figure((rng.uniform(size=(2, 16, 16, 3)) * 255).astype(np.uint8))
+    assert visualization.figure_to_png(rgb).startswith(PNG)
+
+
+# experiments.visualize ---------------------------------------------------------------------------
+
+TRAIN = ['--env=Pong', '--total_steps=240', '--learning_starts=200', '--eval_episodes=1',
+         '--log_every=120', '--config.replay.batch_size=4', '--config.replay.capacity=1000']
+
+
+def run(module, *args, timeout=900):
+    return subprocess.run([sys.executable, '-m', f'experiments.{module}', *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp('visualize') / 'pong'
+    result = run('train_atari', *TRAIN, f'--workdir={workdir}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_script_writes_pictures_of_a_trained_run(trained_run, tmp_path):
+    result = run('visualize', f'--workdir={trained_run}', '--pairs=3', timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'checkpoint at step 240' in result.stdout and 'with zero flow' in result.stdout
+    out = trained_run / 'visualize'                                  # the default --out
+    for name in ('frames.png', 'flows.png', 'warped.png', 'overview.png'):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 2000, name
+        assert str(out / name) in result.stdout
+    other = tmp_path / 'pictures'
+    result = run('visualize', f'--workdir={trained_run}', f'--out={other}', timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(other)) == ['flows.png', 'frames.png', 'overview.png', 'warped.png']
+
+
+def copy_config(trained_run, path, edit=None):
+    path.mkdir()
+    record = json.loads((trained_run / 'config.json').read_text())
+    if edit:
+        edit(record)
+    (path / 'config.json').write_text(json.dumps(record))
+    return path
+
+
+def spr(record):
+    record['config']['algorithm'] = 'spr'
+    record['config']['psrl'].update(correspondence=False, cat=False, internal=False)
+
+
+@pytest.mark.parametrize('case,needle', [
+    ('no_workdir', '--workdir is required'),
+    ('missing', 'holds no config.json'),
+    ('no_checkpoint', 'has no checkpoint'),
+    ('spr', 'no correspondence module C'),
+    ('bad_flag', "Unknown command line flag 'nope'"),
+    ('bad_pairs', '--pairs must be >= 1'),
+])
+def test_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, case, needle):
+    args = {
+        'no_workdir': [],
+        'missing': [f'--workdir={tmp_path / "nothing"}'],
+        'no_checkpoint': [f'--workdir={copy_config(trained_run, tmp_path / "fresh")}'],
+        'spr': [f'--workdir={copy_config(trained_run, tmp_path / "spr", spr)}'],
+        'bad_flag': [f'--workdir={trained_run}', '--nope=1'],
+        'bad_pairs': [f'--workdir={trained_run}', '--pairs=0'],
+    }[case]
+    result = run('visualize', *args, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: ') and needle in lines[0], result.stderr
+    assert 'Traceback' not in result.stderr
+    if case == 'no_checkpoint':
+        assert os.listdir(tmp_path / 'fresh') == ['config.json']    # nothing written
