@@ -1,10 +1,11 @@
-"""Speed benchmark: the jitted learner step per preset, Atari env steps/s and training-loop steps/s.
+"""Speed and cost benchmark: the jitted learner step per preset (Atari and DMControl), XLA's memory
+and arithmetic of every preset's update, Atari env steps/s and training-loop steps/s.
 
     python -m experiments.benchmark            # full measurement
     python -m experiments.benchmark --quick    # fewer repeats, loop steps and replay warm-up
 
-Everything is measured in one process on one machine, with agents built exactly as the Atari
-launcher builds them (launch.build_agent('atari', ...) on configs/atari.py:get_config(preset)):
+Everything is measured in one process on one machine, with agents built exactly as the launchers
+build them (launch.build_agent on configs/<suite>.py:get_config(preset)):
   1. <preset>_step_ms: median wall time of one jitted `rainbow.update` (state donated, as in the
      loop) on a replay.Batch of B Pong-shaped uint8 observations [B, T, 84, 84, 4], T = the
      preset's replay subsequence length, after compilation, each call ended by block_until_ready;
@@ -13,11 +14,17 @@ launcher builds them (launch.build_agent('atari', ...) on configs/atari.py:get_c
   3. loop_steps_per_s: agent steps/s of the training loop for --loop_preset (default psrl) after
      learning starts: env step, then training.make_step_functions' learn (replay add, the agent's
      updates per step, acting) and the host round trip, as training.train runs it, compilation
-     excluded. The replay is first filled past --learning_starts with `collect` (--quick: 200).
+     excluded. The replay is first filled past --learning_starts with `collect` (--quick: 200);
+  4. dmc_<preset>_step_ms: as 1. for the DMControl presets of --dmc_presets (drq_step_ms for drq),
+     agents built as launch.build_agent('dmc', ...) builds them for cartpole-swingup-shaped
+     batches [B, T, 84, 84, 9], B = --dmc_batch_size (the config's 512; --quick 64);
+  5. cost: XLA's accounting of each update of --cost_presets at the config's own batch, compiled
+     and not run (experiments.cost.update_cost: temp_gb, gflops, gbytes, batch, microbatches).
 Progress goes to stdout; the last line is one JSON object with exactly the keys of SUMMARY_KEYS.
 The same object plus commit, flags, jax version, timestamp, the timing samples and details
 (compile times, the loop's env/device split, load average) is saved under
---out/<device-slug>_<UTC timestamp>.json. Presets missing from --presets report null.
+--out/<device-slug>_<UTC timestamp>.json. Presets missing from --presets and --dmc_presets report
+null.
 Launcher flags used here: --env, --seed, --learning_starts; the other training flags are refused.
 """
 import datetime
@@ -35,7 +42,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from experiments import launch
+from experiments import cost, launch
 from experiments import train_atari  # noqa: F401  defines the Atari launcher's flags (--env ...)
 from experiments.configs import atari as atari_configs
 from psrl_jax import replay, training
@@ -46,9 +53,11 @@ FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SUMMARY_KEYS = ('device', 'rainbow_step_ms', 'spr_step_ms', 'psrl_step_ms', 'psrl_over_spr',
-                'env_steps_per_s', 'loop_steps_per_s')
+                'env_steps_per_s', 'loop_steps_per_s', 'dmc_batch_size', 'drq_step_ms',
+                'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq', 'cost')
 # (full, --quick) defaults of the flags left unset.
 DEFAULTS = {'repeats': (20, 3), 'loop_steps': (100, 5), 'env_steps': (2000, 300)}
+DMC_BATCH = (None, 64)   # None: the config's batch (512)
 QUICK_LEARNING_STARTS = 200   # --quick fills less replay unless --learning_starts is given
 # Launcher flags that mean nothing to the benchmark.
 TRAINING_ONLY = ('num_seeds', 'total_steps', 'eval_episodes', 'eval_every', 'log_every',
@@ -63,6 +72,12 @@ flags.DEFINE_integer('env_steps', None, 'Timed env steps (default 2000; --quick 
 flags.DEFINE_integer('batched_envs', 8, 'Envs of the batched env figure (0: skip it).')
 flags.DEFINE_string('loop_preset', 'psrl', 'Preset of the training-loop measurement.')
 flags.DEFINE_string('out', os.path.join('results', 'benchmarks'), 'Folder for the JSON record.')
+flags.DEFINE_list('dmc_presets', ['drq', 'spr', 'psrl'], 'DMControl presets whose update to time.')
+flags.DEFINE_integer('dmc_batch_size', None,
+                     "Batch of the timed DMControl updates (default: the config's 512; --quick 64).")
+flags.DEFINE_list('cost_presets', ['all'],
+                  "suite:preset updates whose XLA cost to report ('all': every preset of both "
+                  "suites; 'none': skip).")
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -124,20 +139,23 @@ def build_agent(preset: str, env, batch_size: Optional[int], learning_starts: in
 
 # ------------------------------------------------------------------------ 1. the learner step
 
-def synthetic_batch(agent: training.Agent, observation_shape: Sequence[int], num_actions: int,
-                    seed: int) -> replay.Batch:
+def synthetic_batch(agent: training.Agent, observation_shape: Sequence[int],
+                    num_actions: Optional[int], seed: int) -> replay.Batch:
     """A replay.Batch shaped as the agent's replay samples it: B = batch size, T = horizon + 1.
 
-    observation uint8 [B, T, 84, 84, 4], next_observation uint8 [B, 84, 84, 4] (uniform pixels),
-    action int32 [B, T-1], reward, returns, discount float32, same_episode all True.
+    observation uint8 [B, T, *observation_shape], next_observation uint8 (uniform pixels), action
+    int32 [B, T-1] below num_actions, or uniform float32 [B, T-1, A] in [-1, 1] when num_actions
+    is None; reward, returns, discount float32, same_episode all True.
     """
     config = agent.replay
     b, t = config.batch_size, config.horizon + 1
     rng = np.random.default_rng(seed)
     pixels = lambda *shape: jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    actions = (rng.integers(0, num_actions, (b, t - 1)) if num_actions is not None
+               else rng.uniform(-1.0, 1.0, (b, t - 1) + agent.action_shape))
     return replay.Batch(
         observation=pixels(b, t, *observation_shape),
-        action=jnp.asarray(rng.integers(0, num_actions, (b, t - 1)), jnp.int32),
+        action=jnp.asarray(actions, agent.action_dtype),
         reward=jnp.asarray(rng.choice([-1.0, 0.0, 1.0], (b, t - 1)), jnp.float32),
         same_episode=jnp.ones((b, t), bool),
         next_observation=pixels(b, *observation_shape),
@@ -290,7 +308,8 @@ def resolve_flags() -> Dict:
     if given:
         raise UsageError(f'{given[0]} is a training flag; the benchmark takes --quick --presets '
                          f'--batch_size --repeats --loop_steps --env_steps --batched_envs '
-                         f'--loop_preset --out --env --seed --learning_starts')
+                         f'--loop_preset --dmc_presets --dmc_batch_size --cost_presets --out '
+                         f'--env --seed --learning_starts')
     presets = [p.strip() for p in FLAGS.presets if p.strip()]
     if not presets:
         raise UsageError('--presets is empty: name at least one of ' +
@@ -301,7 +320,34 @@ def resolve_flags() -> Dict:
                              f'{", ".join(atari_configs.PRESETS)}')
     learning_starts = (QUICK_LEARNING_STARTS if FLAGS.quick and not FLAGS['learning_starts'].present
                        else FLAGS.learning_starts)
+    dmc_presets = [p.strip() for p in FLAGS.dmc_presets if p.strip()]
+    for preset in dmc_presets:
+        if preset not in cost.CONFIGS['dmc'].PRESETS:
+            raise UsageError(f'unknown DMControl preset {preset!r}: choose from '
+                             f'{", ".join(cost.CONFIGS["dmc"].PRESETS)}')
+    cost_presets = [p.strip() for p in FLAGS.cost_presets if p.strip()]
+    if cost_presets == ['all']:
+        cost_presets = [f'{suite}:{p}' for suite, c in cost.CONFIGS.items() for p in c.PRESETS]
+    elif cost_presets == ['none']:
+        cost_presets = []
+    for entry in cost_presets:
+        suite, _, preset = entry.partition(':')
+        if suite not in cost.CONFIGS or preset not in cost.CONFIGS[suite].PRESETS:
+            raise UsageError(f'--cost_presets entry {entry!r} is not suite:preset with suite in '
+                             f'{", ".join(cost.CONFIGS)} and one of its presets (or all, none)')
+    dmc_batch = FLAGS.dmc_batch_size
+    if dmc_batch is None:
+        dmc_batch = DMC_BATCH[1] if FLAGS.quick else DMC_BATCH[0]
+    if dmc_batch is not None:
+        chunks = max(cost.CONFIGS['dmc'].get_config(p).agent.microbatches for p in dmc_presets)
+        if dmc_batch < 1 or dmc_batch % chunks:
+            raise UsageError(f'--dmc_batch_size must be a positive multiple of {chunks} (the '
+                             f'micro-batches of the DMControl presets), got {dmc_batch}')
     settings = {'quick': FLAGS.quick, 'presets': list(dict.fromkeys(presets)),
+                'dmc_presets': list(dict.fromkeys(dmc_presets)),
+                'dmc_batch_size': (cost.CONFIGS['dmc'].get_config().replay.batch_size
+                                   if dmc_batch is None else dmc_batch),
+                'cost_presets': list(dict.fromkeys(cost_presets)),
                 'loop_preset': FLAGS.loop_preset, 'env': FLAGS.env, 'seed': FLAGS.seed,
                 'learning_starts': learning_starts, 'batched_envs': FLAGS.batched_envs,
                 'out': FLAGS.out}
@@ -341,6 +387,23 @@ def run(settings: Dict) -> Dict:
              f'{settings["repeats"]}, T={result["sequence_length"]}, compile '
              f'{result["compile_s"]:.1f} s)')
 
+    dmc_steps: Dict[str, Dict] = {}
+    spec = cost.SPECS['dmc']
+    for preset in settings['dmc_presets']:
+        agent = cost.build('dmc', preset, settings['dmc_batch_size'])
+        batch = synthetic_batch(agent, spec.observation_shape, None, seed)
+        result = measure_learner_step(agent, batch, settings['repeats'], seed)
+        dmc_steps[preset] = result
+        _log(f'DMControl learner step {preset}: {result["median_ms"]:.1f} ms (median of '
+             f'{settings["repeats"]}, batch {settings["dmc_batch_size"]}, compile '
+             f'{result["compile_s"]:.1f} s)')
+
+    costs: Dict[str, Dict[str, Dict]] = {}
+    for entry in settings['cost_presets']:
+        suite, _, preset = entry.partition(':')
+        costs.setdefault(suite, {})[preset] = cost.update_cost(suite, preset)
+        _log(f'XLA cost {suite} {preset}: {costs[suite][preset]}')
+
     env_single = measure_env(game, 1, settings['env_steps'], seed)
     _log(f'env: {env_single["steps_per_s"]:.0f} steps/s (1 env)')
     env_batched = None
@@ -363,10 +426,16 @@ def run(settings: Dict) -> Dict:
     step_ms = lambda p: round(steps[p]['median_ms'], 3) if p in steps else None
     ratio = (round(steps['psrl']['median_ms'] / steps['spr']['median_ms'], 4)
              if 'psrl' in steps and 'spr' in steps else None)
+    dmc_ms = lambda p: round(dmc_steps[p]['median_ms'], 3) if p in dmc_steps else None
+    dmc_ratio = (round(dmc_steps['psrl']['median_ms'] / dmc_steps['drq']['median_ms'], 4)
+                 if 'psrl' in dmc_steps and 'drq' in dmc_steps else None)
     summary = {'device': device, 'rainbow_step_ms': step_ms('rainbow'),
                'spr_step_ms': step_ms('spr'), 'psrl_step_ms': step_ms('psrl'),
                'psrl_over_spr': ratio, 'env_steps_per_s': _sig(env_single['steps_per_s']),
-               'loop_steps_per_s': _sig(loop['steps_per_s'])}
+               'loop_steps_per_s': _sig(loop['steps_per_s']),
+               'dmc_batch_size': settings['dmc_batch_size'], 'drq_step_ms': dmc_ms('drq'),
+               'dmc_spr_step_ms': dmc_ms('spr'), 'dmc_psrl_step_ms': dmc_ms('psrl'),
+               'dmc_psrl_over_drq': dmc_ratio, 'cost': costs}
     now = datetime.datetime.now(datetime.timezone.utc)
     details = {
         'step_ms': {p: round(r['median_ms'], 3) for p, r in steps.items()},
@@ -375,6 +444,8 @@ def run(settings: Dict) -> Dict:
         # CPU time / wall time of the timed calls: below the cores XLA can use, other
         # processes (or waiting on an accelerator) took the rest.
         'cpu_over_wall': {p: r['cpu_over_wall'] for p, r in steps.items()},
+        'dmc_compile_s': {p: r['compile_s'] for p, r in dmc_steps.items()},
+        'dmc_cpu_over_wall': {p: r['cpu_over_wall'] for p, r in dmc_steps.items()},
         'env_steps_per_s_batched': (None if env_batched is None
                                     else _sig(env_batched['steps_per_s'])),
         'loop': loop, 'cpu_count': os.cpu_count(),
@@ -385,6 +456,7 @@ def run(settings: Dict) -> Dict:
     return {**summary, 'commit': git_commit(), 'dirty': git_dirty(), 'flags': settings,
             'jax_version': jax.__version__, 'timestamp': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
             'step_ms_samples': {p: r['samples_ms'] for p, r in steps.items()},
+            'dmc_step_ms_samples': {p: r['samples_ms'] for p, r in dmc_steps.items()},
             'details': details}
 
 

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from psrl_jax.transforms import correlation_volume, flow_from_volume
+from psrl_jax.transforms import (correlation_volume, displacements_inside, flow_from_volume,
+                                 upsample_flow)
 
 
 def renormalize(x: jnp.ndarray) -> jnp.ndarray:
@@ -43,6 +44,12 @@ class DMCEncoder(nn.Module):
 ENCODERS = {'atari': AtariEncoder, 'dmc': DMCEncoder}
 
 
+def _standardize(z: jnp.ndarray) -> jnp.ndarray:
+    """Features [B, h, w, C] centred over channels and scaled to unit RMS at every position."""
+    z = z - z.mean(axis=-1, keepdims=True)
+    return z * jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + 1e-6)
+
+
 class CorrespondenceModule(nn.Module):
     """C(z_a, z_b) -> flow c_{a->b} [B, h, w, 2] in cells of the feature grid.
 
@@ -58,20 +65,20 @@ class CorrespondenceModule(nn.Module):
     hidden: int = 64
     init_inverse_temperature: float = 10.0
     init_displacement_penalty: float = 2.0     # alpha at the start, in cells^-2
+    resolution: int = 0                        # side of the grid C matches on; 0: the features'
 
     @nn.compact
     def __call__(self, z_a: jnp.ndarray, z_b: jnp.ndarray) -> jnp.ndarray:
+        batch, height, width, channels = z_a.shape
+        grid = (self.resolution or height, self.resolution or width)
+        if grid != (height, width):   # match on a coarser grid (antialiased bilinear resize)
+            z_a, z_b = (jax.image.resize(z, (batch,) + grid + (channels,), 'linear')
+                        for z in (z_a, z_b))
         # Encoder features are non-negative, so raw cosines are ~1 everywhere; centring them over
-        # channels makes the volume discriminative. V(z_a, z_b) / (rms_a(p) rms_b(p + d)) is scaled
-        # after the fact: exact, and unlike normalising first it keeps XLA's CPU fusions fast.
+        # channels makes the volume discriminative.
         r = self.max_displacement
-        z_a = z_a - z_a.mean(axis=-1, keepdims=True)
-        z_b = z_b - z_b.mean(axis=-1, keepdims=True)
-        inverse_rms = lambda z: jax.lax.rsqrt(jnp.mean(z * z, axis=-1, keepdims=True) + 1e-6)
-        ones = jnp.ones_like(z_a[..., :1])
-        volume = (correlation_volume(z_a, z_b, r) * inverse_rms(z_a)
-                  * correlation_volume(ones, inverse_rms(z_b), r))
-        inside = correlation_volume(ones[:1], ones[:1], r) > 0   # p + d within the map
+        volume = correlation_volume(_standardize(z_a), _standardize(z_b), r)
+        inside = displacements_inside(*grid, r)
         log_beta = self.param('log_inverse_temperature',
                               nn.initializers.constant(jnp.log(self.init_inverse_temperature)), ())
         log_alpha = self.param('log_displacement_penalty',
@@ -80,7 +87,8 @@ class CorrespondenceModule(nn.Module):
         coarse = flow_from_volume(volume, r, jnp.exp(log_beta), jnp.exp(log_alpha), valid=inside)
         x = nn.relu(nn.Conv(self.hidden, (3, 3))(jnp.concatenate([volume, coarse], axis=-1)))
         x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
-        return coarse + nn.Conv(2, (3, 3), kernel_init=nn.initializers.zeros)(x)
+        flow = coarse + nn.Conv(2, (3, 3), kernel_init=nn.initializers.zeros)(x)
+        return flow if grid == (height, width) else upsample_flow(flow, height, width)
 
 
 class TransitionModel(nn.Module):

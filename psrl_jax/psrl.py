@@ -49,9 +49,11 @@ class PSRLConfig:
     max_displacement: int = 3
     displacement_penalty: float = 2.0      # C's initial prior towards small flows (cells^-2)
     correspondence_hidden: int = 64
+    correspondence_resolution: int = 0     # side of the grid C matches on (0: the feature map's)
     transition_hidden: int = 64
     projection_dim: int = 512
     augmentation: Tuple[str, ...] = ('shift', 'intensity')
+    query_gradients: str = 'all'           # z^q_{k+i} passing gradients to E^q: 'all' or 'first' (i = 0)
 
     def __post_init__(self):
         if self.encoder not in networks.ENCODERS:
@@ -62,6 +64,8 @@ class PSRLConfig:
             raise ValueError('the internal map is a term of L_c: internal=True needs correspondence=True')
         if self.horizon < 1 or self.sim_steps < 1:
             raise ValueError('horizon and sim_steps must be >= 1')
+        if self.query_gradients not in ('all', 'first'):
+            raise ValueError(f"query_gradients must be 'all' or 'first', got {self.query_gradients!r}")
         if self.cat and self.sim_steps > self.horizon:
             raise ValueError('CAT needs an external map per similarity step: sim_steps <= horizon')
 
@@ -110,7 +114,8 @@ def make_modules(config: PSRLConfig) -> Modules:
         encoder=networks.ENCODERS[config.encoder](),
         correspondence=networks.CorrespondenceModule(
             config.max_displacement, config.correspondence_hidden,
-            init_displacement_penalty=config.displacement_penalty),
+            init_displacement_penalty=config.displacement_penalty,
+            resolution=config.correspondence_resolution),
         conv1x1=networks.Conv1x1(),
         transition=networks.TransitionModel(config.num_actions, config.transition_hidden),
         projection=networks.Projection(config.projection_dim),
@@ -154,6 +159,19 @@ def encode(params: Params, observations: jnp.ndarray, config: PSRLConfig) -> jnp
     """Encoder features of a sequence: [B, N, H, W, stack*c] float -> [B, N, h, w, C]."""
     encoder = make_modules(config).encoder
     return _merged(lambda o: encoder.apply(params['encoder'], o), observations)
+
+
+def encode_query(params: Params, observations: jnp.ndarray, config: PSRLConfig) -> jnp.ndarray:
+    """z^q of o_k .. o_{k+num_query-1}: float [B, >= num_query, H, W, stack*c] -> [B, num_query, h, w, C].
+
+    With query_gradients = 'first' only z^q_k passes gradients to the encoder (the rest are encoded
+    under stop-gradient: C and L_c still train on them, the encoder's backward pass is 1 frame, not
+    M + 1); with 'all' every z^q_{k+i} does.
+    """
+    if config.query_gradients == 'all' or config.num_query == 1:
+        return encode(params, observations[:, :config.num_query], config)
+    rest = encode(jax.lax.stop_gradient(params), observations[:, 1:config.num_query], config)
+    return jnp.concatenate([encode(params, observations[:, :1], config), rest], axis=1)
 
 
 def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndarray,
@@ -251,7 +269,7 @@ def psrl_loss(online_params: Params, target_params: Params, batch: PSRLBatch, ke
     """
     chex.assert_axis_dimension(batch.observation, 1, config.sequence_length)
     observations = transforms.augment(key, batch.observation, config.augmentation)
-    query = encode(online_params, observations[:, :config.num_query], config)
+    query = encode_query(online_params, observations, config)
     target = encode(target_params, observations[:, 1:], config)
     return psrl_objective(online_params, target_params, query, target,
                           newest_frames(observations, config), batch.action, batch.same_episode, config)

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def displacements(max_displacement: int) -> jnp.ndarray:
@@ -17,22 +18,50 @@ def displacements(max_displacement: int) -> jnp.ndarray:
     return jnp.stack([dx.ravel(), dy.ravel()], axis=-1).astype(jnp.float32)
 
 
+def displacements_inside(height: int, width: int, max_displacement: int) -> np.ndarray:
+    """Which displacements keep p + d inside an H x W map: numpy bool [H, W, (2r+1)**2] (static)."""
+    r = max_displacement
+    y, x = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
+    dy, dx = (d.ravel() for d in np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing='ij'))
+    return ((0 <= x[..., None] + dx) & (x[..., None] + dx < width)
+            & (0 <= y[..., None] + dy) & (y[..., None] + dy < height))
+
+
 def correlation_volume(z_a: jnp.ndarray, z_b: jnp.ndarray, max_displacement: int) -> jnp.ndarray:
     """V[b, y, x, k] = <z_a[b, y, x], z_b[b, y + dy, x + dx]> / C over a (2r+1)**2 window.
 
     z_a, z_b: [B, H, W, C]; positions outside z_b count as zeros. Returns [B, H, W, (2r+1)**2] with
     k = (dy + r)(2r + 1) + (dx + r).
+
+    Computed as matrix products whose entries outside the window are dropped by a constant 0/1
+    matrix: when the window spans the map's height (H <= 2r + 1, Atari's 7x7 map), one product of
+    every position with every other ([HW, C] x [C, HW]); otherwise one per row offset dy, row y of
+    z_a against row y + dy of z_b ([W, C] x [C, W]). A product per displacement, the direct form,
+    makes XLA:CPU materialise a shifted copy of z_b per displacement, (2r+1)**2 times the features
+    (WORKSPACE_NOTES.md, "PSRL's cost").
     """
     chex.assert_rank(z_a, 4)
     chex.assert_equal_shape((z_a, z_b))
     r = max_displacement
-    _, height, width, channels = z_a.shape
-    padded = jnp.pad(z_b, ((0, 0), (r, r), (r, r), (0, 0)))
-    slices = [
-        jnp.sum(z_a * padded[:, r + dy:r + dy + height, r + dx:r + dx + width], axis=-1)
-        for dy in range(-r, r + 1) for dx in range(-r, r + 1)
-    ]
-    return jnp.stack(slices, axis=-1) / channels
+    batch, height, width, channels = z_a.shape
+    dy, dx = np.divmod(np.arange((2 * r + 1) ** 2), 2 * r + 1)
+    dy, dx = dy - r, dx - r
+    if height <= 2 * r + 1:
+        y, x = np.divmod(np.arange(height * width), width)
+        select = ((y[None, :, None] == y[:, None, None] + dy)
+                  & (x[None, :, None] == x[:, None, None] + dx)).astype(np.float32)
+        flat = lambda z: z.reshape(batch, height * width, channels)
+        products = jnp.einsum('bpc,bqc->bpq', flat(z_a), flat(z_b))            # [B, HW, HW]
+        volume = jnp.einsum('bpq,pqk->bpk', products, select)
+        return volume.reshape(batch, height, width, -1) / channels
+    rows = jnp.pad(z_b, ((0, 0), (r, r), (0, 0), (0, 0)))
+    x = np.arange(width)
+    select = (x[None, :, None] == x[:, None, None] + np.arange(-r, r + 1)).astype(np.float32)
+    slices = []
+    for offset in range(2 * r + 1):   # row offset dy = offset - r
+        products = jnp.einsum('byic,byjc->byij', z_a, rows[:, offset:offset + height])  # [B,H,W,W]
+        slices.append(jnp.einsum('byij,ijd->byid', products, select))                 # [B,H,W,2r+1]
+    return jnp.stack(slices, axis=-2).reshape(batch, height, width, -1) / channels
 
 
 def flow_from_volume(volume: jnp.ndarray, max_displacement: int, inverse_temperature=1.0,
@@ -121,15 +150,18 @@ def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequenc
     Leading axes (batch, time) are flattened so every frame stack gets its own draw, as SPR does.
     """
     lead, frame_shape = observations.shape[:-3], observations.shape[-3:]
-    images = observations.reshape((-1,) + frame_shape).astype(jnp.float32)
-    if observations.dtype == jnp.uint8:
-        images = images / 255.0
+    images = observations.reshape((-1,) + frame_shape)
+
+    def to_unit_float(x):
+        return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+
     keys = jax.random.split(key, len(augmentations)) if augmentations else []
     for name, k in zip(augmentations, keys):
-        if name == 'shift':
+        if name == 'shift':   # a crop commutes with the conversion: shift the (smaller) raw frames
             images = random_shift(k, images)
         elif name == 'intensity':
-            images = random_intensity(k, images)
+            images = random_intensity(k, to_unit_float(images))
         else:
             raise ValueError(f'unknown augmentation {name!r}: use shift or intensity')
+    images = to_unit_float(images)
     return images.reshape(lead + frame_shape)

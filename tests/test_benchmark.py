@@ -16,12 +16,14 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUMMARY_KEYS = {'device', 'rainbow_step_ms', 'spr_step_ms', 'psrl_step_ms', 'psrl_over_spr',
-                'env_steps_per_s', 'loop_steps_per_s'}
+                'env_steps_per_s', 'loop_steps_per_s', 'dmc_batch_size', 'drq_step_ms',
+                'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq', 'cost'}
 # Small enough for ~1 min on a 2-core CPU, mostly compilation. The loop runs the cheap rainbow
 # preset here (its learn function compiles in seconds, psrl's in ~50 s); the psrl learn step is
 # exercised by the launcher tests.
 SMALL = ['--quick', '--batch_size=4', '--repeats=2', '--loop_steps=2', '--env_steps=40',
-         '--batched_envs=2', '--learning_starts=20', '--loop_preset=rainbow']
+         '--batched_envs=2', '--learning_starts=20', '--loop_preset=rainbow',
+         '--dmc_presets=drq', '--dmc_batch_size=4', '--cost_presets=atari:rainbow,dmc:drq']
 # Compilation dominates this test; XLA's cheapest backend settings halve it (64 s vs 110 s on a
 # busy 2-core CPU). Only the bookkeeping is checked here, not the speed of the compiled code.
 FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
@@ -46,11 +48,22 @@ def test_last_line_is_the_summary_with_positive_finite_timings(small_run):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(summary) == SUMMARY_KEYS
     assert summary['device'] == 'cpu:cpu'
-    for key in SUMMARY_KEYS - {'device'}:
+    absent = {'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq'}   # not in --dmc_presets
+    assert summary['dmc_batch_size'] == 4 and all(summary[key] is None for key in absent)
+    for key in SUMMARY_KEYS - {'device', 'dmc_batch_size', 'cost'} - absent:
         assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
         assert summary[key] > 0, key
     assert summary['psrl_over_spr'] == pytest.approx(
         summary['psrl_step_ms'] / summary['spr_step_ms'], rel=1e-3)
+    # XLA's accounting at each config's own batch (compiled, not run).
+    assert set(summary['cost']) == {'atari', 'dmc'}
+    rainbow, drq = summary['cost']['atari']['rainbow'], summary['cost']['dmc']['drq']
+    assert (rainbow['batch'], drq['batch']) == (32, 512)
+    assert rainbow['microbatches'] == drq['microbatches'] == 1
+    for entry in (rainbow, drq):
+        assert entry['temp_gb'] > 0 and entry['gflops'] > 0 and entry['gbytes'] > 0
+    # A DrQ update at batch 512 reads at least o_k and the bootstrap observation (uint8 84x84x9).
+    assert drq['gflops'] > rainbow['gflops'] and drq['gbytes'] > 2 * 512 * 84 * 84 * 9 / 1e9
 
 
 def test_saved_record_matches_the_summary_and_its_samples(small_run):
@@ -75,6 +88,9 @@ def test_saved_record_matches_the_summary_and_its_samples(small_run):
     for preset in ('rainbow', 'spr', 'psrl'):
         assert len(samples[preset]) == 2 and min(samples[preset]) > 0
         assert record[f'{preset}_step_ms'] == pytest.approx(np.median(samples[preset]), abs=2e-3)
+    samples = record['dmc_step_ms_samples']
+    assert set(samples) == {'drq'} and record['flags']['dmc_batch_size'] == 4
+    assert record['drq_step_ms'] == pytest.approx(np.median(samples['drq']), abs=2e-3)
     # Replay subsequences: rainbow needs o_k (T = horizon 1 + 1), spr and psrl K + 1 = 6.
     assert record['details']['sequence_length'] == {'rainbow': 2, 'spr': 6, 'psrl': 6}
 
@@ -88,10 +104,15 @@ def test_saved_record_matches_the_summary_and_its_samples(small_run):
     assert record['details']['env_steps_per_s_batched'] > 0
 
 
-def test_bad_input_is_refused_in_one_line_without_writing(tmp_path):
-    result = benchmark('--presets=rainbow,bogus', f'--out={tmp_path}', timeout=120)
+@pytest.mark.parametrize('flag, message', [
+    ('--presets=rainbow,bogus', "error: unknown preset 'bogus'"),
+    ('--dmc_batch_size=6', 'error: --dmc_batch_size must be a positive multiple of 4'),
+    ('--cost_presets=dmc:bogus', "error: --cost_presets entry 'dmc:bogus'"),
+])
+def test_bad_input_is_refused_in_one_line_without_writing(tmp_path, flag, message):
+    result = benchmark(flag, f'--out={tmp_path}', timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith('error: unknown preset') and 'bogus' in lines[-1]
+    assert lines[-1].startswith(message), lines[-1]
     assert 'Traceback' not in result.stderr
     assert os.listdir(tmp_path) == []

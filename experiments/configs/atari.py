@@ -20,6 +20,7 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         target_update_period=1, target_update_tau=1.0,   # SPR: the target is the online net
         epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_steps=2000, eval_epsilon=0.0,
         augmentation=('shift', 'intensity'),
+        microbatches=1,            # gradient accumulated over this many chunks of the batch
     ))
     config.replay = ml_collections.ConfigDict(dict(
         capacity=100_000,          # the whole 100k run, as SPR; a ring buffer beyond it

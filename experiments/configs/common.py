@@ -25,8 +25,10 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         max_displacement=3,
         displacement_penalty=2.0,  # C's initial prior towards small flows, alpha |d|^2 (cells)
         correspondence_hidden=64,
+        correspondence_resolution=0,   # C matches on the encoder's final map
         transition_hidden=64,
         projection_dim=512,
+        query_gradients='all',     # z^q_{k+i} that pass gradients to the encoder: 'all' or 'first'
     ))
     config.update(overrides)
     config.update(OBJECTIVES[objective])

@@ -20,6 +20,10 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         target_update_tau=0.01, target_update_period=2, actor_update_period=2,
         log_std_min=-10.0, log_std_max=2.0,
         augmentation=('shift',),
+        # The critic's gradient is accumulated over chunks of the batch (the same gradient): PSRL
+        # encodes M + 1 = 5 frames per example with gradients, 7.6 GB of XLA temporaries at batch
+        # 512 in one piece, 3.6 GB in 4 (WORKSPACE_NOTES.md, "PSRL's cost").
+        microbatches=1 if preset in ('drq', 'spr') else 4,
     ))
     config.replay = ml_collections.ConfigDict(dict(
         capacity=100_000,          # agent steps, as DrQ (a ring buffer for longer runs)
@@ -27,10 +31,13 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         priority_exponent=0.0, priority_weight_start=1.0, priority_weight_end=1.0,
     ))
     config.updates_per_step = 1
-    # 35x35 feature maps: a 4-cell window reaches +-10 pixels, and a weaker prior than Atari's
-    # (cells of 2.4 px, not 12) lets C reach them. C and G run at 35x35, so they are kept narrow
+    # C matches on the 35x35 feature map resized to 18x18 (cells of 4.7 px): a 2-cell window
+    # reaches +-9 pixels, as 4 cells of 35x35 did, at a ninth of the volume and of C's
+    # refinement convolutions; its flow is up-sampled back to 35x35 (WORKSPACE_NOTES.md). A weaker
+    # prior than Atari's (cells of 4.7 px, not 12). G runs at 35x35, so C and G are kept narrow
     # (32 channels) and psi small; at 64 channels they cost 4x the DrQ update.
-    config.psrl = common.psrl_config('none' if preset == 'drq' else preset, max_displacement=4,
-                                     displacement_penalty=1.0, correspondence_hidden=32,
-                                     transition_hidden=32, projection_dim=128)
+    config.psrl = common.psrl_config('none' if preset == 'drq' else preset, max_displacement=2,
+                                     correspondence_resolution=18, displacement_penalty=1.0,
+                                     correspondence_hidden=32, transition_hidden=32,
+                                     projection_dim=128)
     return config

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from psrl_jax import networks, psrl, transforms
+from psrl_jax.agents.microbatch import microbatched_grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,7 @@ class RainbowConfig:
     epsilon_end: float = 0.0
     epsilon_decay_steps: int = 2000        # agent steps; SPR decays over the warm-up
     eval_epsilon: float = 0.0
+    microbatches: int = 1                  # chunks the gradient is accumulated over (same gradient)
 
     @property
     def num_actions(self) -> int:
@@ -167,11 +169,12 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     target_distribution = jax.lax.stop_gradient(
         project_distribution(next_probabilities, batch.returns, batch.discount, config))
 
-    # Target features of o_{k+1} .. o_{k+T-1} (no gradient); o_k's query features feed both heads.
-    target = psrl.encode(target_params, observations[:, 1:], pc) if pc.enabled else None
+    batch_size = weights.shape[0]
 
-    def loss_fn(params):
-        query = psrl.encode(params, observations[:, :pc.num_query], pc)
+    def loss_fn(params, data):
+        observations, target_distribution, weights, action_sequence, same_episode = data
+        actions = action_sequence[:, 0]
+        query = psrl.encode_query(params, observations, pc)
         logits = _head_logits(params, query[:, 0], config, key_online)
         log_probabilities = jax.nn.log_softmax(logits[jnp.arange(actions.shape[0]), actions])
         cross_entropy = -jnp.sum(target_distribution * log_probabilities, axis=-1)
@@ -179,15 +182,25 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
                    'q_mean': jnp.mean(jnp.sum(jnp.exp(log_probabilities) * support(config), -1))}
         auxiliary = jnp.zeros_like(cross_entropy)
         if pc.enabled:
+            # Target features of o_{k+1} .. o_{k+T-1}; when the target is the online network, the
+            # query's own features of o_{k+1} .. o_{k+num_query-1} are reused (same values).
+            if config.target_is_online:
+                rest = psrl.encode(target_params, observations[:, pc.num_query:], pc)
+                target = jnp.concatenate([jax.lax.stop_gradient(query[:, 1:]), rest], axis=1)
+            else:
+                target = psrl.encode(target_params, observations[:, 1:], pc)
             auxiliary, aux_metrics = psrl.psrl_objective(
                 params, target_params, query, target, psrl.newest_frames(observations, pc),
-                batch.action[:, :seq - 1], batch.same_episode[:, :seq], pc)
+                action_sequence[:, :seq - 1], same_episode[:, :seq], pc)
             metrics.update(aux_metrics)
         else:
             metrics.update(loss_sim=jnp.zeros(()), loss_c=jnp.zeros(()))
-        return jnp.mean(weights * (cross_entropy + auxiliary)), (cross_entropy, metrics)
+        loss = jnp.sum(weights * (cross_entropy + auxiliary)) / batch_size
+        return loss, (cross_entropy, metrics)
 
-    grads, (cross_entropy, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    data = (observations, target_distribution, weights, batch.action, batch.same_episode)
+    grads, cross_entropy, metrics = microbatched_grad(loss_fn, state.params, data,
+                                                      config.microbatches)
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1

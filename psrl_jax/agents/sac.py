@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from psrl_jax import networks, psrl, transforms
+from psrl_jax.agents.microbatch import microbatched_grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,7 @@ class SACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     random_steps: int = 0      # agent steps of uniform random actions before the policy acts
+    microbatches: int = 1      # chunks the critic's gradient is accumulated over (same gradient)
 
     @property
     def action_dim(self) -> int:
@@ -133,7 +135,6 @@ def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     key_aug, key_next_aug, key_next, key_actor = jax.random.split(key, 4)
     observations = transforms.augment(key_aug, batch.observation[:, :seq], pc.augmentation)
     next_observations = transforms.augment(key_next_aug, batch.next_observation, pc.augmentation)
-    actions = batch.action[:, 0]
     alpha = jnp.exp(state.log_alpha)
 
     # Soft Bellman target: the target critic on the next observation, the actor on online features.
@@ -144,24 +145,29 @@ def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
         next_action)
     soft_value = jnp.minimum(target_q1, target_q2) - alpha * next_log_prob
     target_q = jax.lax.stop_gradient(batch.returns + batch.discount * soft_value)
-    target = psrl.encode(state.target_params, observations[:, 1:], pc) if pc.enabled else None
+    batch_size = weights.shape[0]
 
-    def critic_loss_fn(params):
-        query = psrl.encode(params, observations[:, :pc.num_query], pc)
-        q1, q2 = _critic(config).apply(params['critic'], query[:, 0], actions)
+    def critic_loss_fn(params, data):
+        observations, target_q, weights, action_sequence, same_episode = data
+        query = psrl.encode_query(params, observations, pc)
+        q1, q2 = _critic(config).apply(params['critic'], query[:, 0], action_sequence[:, 0])
         td = (q1 - target_q) ** 2 + (q2 - target_q) ** 2
         metrics = {'loss_rl': td.mean(), 'q_mean': q1.mean()}
         auxiliary = jnp.zeros_like(td)
         if pc.enabled:
+            target = psrl.encode(state.target_params, observations[:, 1:], pc)
             auxiliary, aux_metrics = psrl.psrl_objective(
                 params, state.target_params, query, target, psrl.newest_frames(observations, pc),
-                batch.action[:, :seq - 1], batch.same_episode[:, :seq], pc)
+                action_sequence[:, :seq - 1], same_episode[:, :seq], pc)
             metrics.update(aux_metrics)
         else:
             metrics.update(loss_sim=jnp.zeros(()), loss_c=jnp.zeros(()))
-        return jnp.mean(weights * (td + auxiliary)), (jnp.abs(q1 - target_q), query[:, 0], metrics)
+        loss = jnp.sum(weights * (td + auxiliary)) / batch_size
+        return loss, ((jnp.abs(q1 - target_q), query[:, 0]), metrics)
 
-    grads, (td_error, features, metrics) = jax.grad(critic_loss_fn, has_aux=True)(state.params)
+    data = (observations, target_q, weights, batch.action, batch.same_episode)
+    grads, (td_error, features), metrics = microbatched_grad(critic_loss_fn, state.params, data,
+                                                            config.microbatches)
     updates, critic_opt = _adam(config).update(grads, state.critic_opt, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics['grad_norm'] = optax.global_norm(grads)

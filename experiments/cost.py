@@ -1,0 +1,80 @@
+"""XLA's own accounting of a preset's learner update, compiled and never run.
+
+    update_cost('dmc', 'psrl') -> {'batch': 512, 'microbatches': 4, 'temp_gb': ..., 'gflops': ...,
+                                   'gbytes': ...}
+
+temp_gb: `compile().memory_analysis()` temporaries of the update as the config builds it; gflops and
+gbytes: `compile().cost_analysis()` flops and bytes accessed of the same update with the gradient in
+one piece (microbatches = 1): XLA counts the body of a loop once, so the micro-batched program would
+show a fraction of its arithmetic. Agents are built as the launchers build them, for the environment
+shapes of SPECS (Pong; cartpole-swingup), with synthetic shapes only: no environment is made.
+"""
+import types
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+
+from experiments import launch
+from experiments.configs import atari as atari_configs
+from experiments.configs import dmc as dmc_configs
+from psrl_jax import replay, training
+
+CONFIGS = {'atari': atari_configs, 'dmc': dmc_configs}
+# What launch.build_agent reads from an environment.
+SPECS = {
+    'atari': types.SimpleNamespace(game='Pong', observation_shape=(84, 84, 4), num_actions=6,
+                                   action_dim=None, frame_channels=1),
+    'dmc': types.SimpleNamespace(game='cartpole-swingup', observation_shape=(84, 84, 9),
+                                 num_actions=None, action_dim=1, frame_channels=3),
+}
+
+
+def build(suite: str, preset: str, batch_size: Optional[int] = None,
+          microbatches: Optional[int] = None) -> training.Agent:
+    """The agent a launcher builds for `preset` of `suite`, with optional batch/micro-batch overrides."""
+    config = CONFIGS[suite].get_config(preset)
+    if batch_size is not None:
+        config.replay.batch_size = batch_size
+    if microbatches is not None:
+        config.agent.microbatches = microbatches
+    spec = SPECS[suite]
+    loop = training.LoopConfig(env=spec.game, seed=0, total_steps=100_000, learning_starts=1000,
+                               eval_episodes=1, eval_every=0, log_every=1000, checkpoint_every=0)
+    return launch.build_agent(suite, config, spec, loop)
+
+
+def batch_shapes(agent: training.Agent, spec) -> replay.Batch:
+    """The abstract replay.Batch the agent's replay samples (B = batch size, T = horizon + 1)."""
+    b, t = agent.replay.batch_size, agent.replay.horizon + 1
+    shape = lambda *s, dtype=jnp.float32: jax.ShapeDtypeStruct(s, dtype)
+    return replay.Batch(
+        observation=shape(b, t, *spec.observation_shape, dtype=jnp.uint8),
+        action=shape(b, t - 1, *agent.action_shape, dtype=agent.action_dtype),
+        reward=shape(b, t - 1), same_episode=shape(b, t, dtype=jnp.bool_),
+        next_observation=shape(b, *spec.observation_shape, dtype=jnp.uint8),
+        returns=shape(b), discount=shape(b))
+
+
+def compiled_update(agent: training.Agent, spec):
+    """agent.update lowered and compiled for its replay's batch shapes (nothing runs)."""
+    state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    weights = jax.ShapeDtypeStruct((agent.replay.batch_size,), jnp.float32)
+    return jax.jit(agent.update).lower(state, batch_shapes(agent, spec), weights,
+                                       jax.random.PRNGKey(0)).compile()
+
+
+def update_cost(suite: str, preset: str, batch_size: Optional[int] = None) -> Dict:
+    """{'batch', 'microbatches', 'temp_gb', 'gflops', 'gbytes'} of a preset's update (see above)."""
+    spec = SPECS[suite]
+    microbatches = int(CONFIGS[suite].get_config(preset).agent.microbatches)
+    compiled = compiled_update(build(suite, preset, batch_size), spec)
+    whole = (compiled if microbatches == 1
+             else compiled_update(build(suite, preset, batch_size, microbatches=1), spec))
+    cost = whole.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    batch = CONFIGS[suite].get_config(preset).replay.batch_size if batch_size is None else batch_size
+    return {'batch': batch, 'microbatches': microbatches,
+            'temp_gb': round(compiled.memory_analysis().temp_size_in_bytes / 1e9, 4),
+            'gflops': round(cost['flops'] / 1e9, 3),
+            'gbytes': round(cost['bytes accessed'] / 1e9, 4)}
