@@ -7,7 +7,7 @@ temp_gb: `compile().memory_analysis()` temporaries of the update as the config b
 gbytes: `compile().cost_analysis()` flops and bytes accessed of the same update with the gradient in
 one piece (microbatches = 1): XLA counts the body of a loop once, so the micro-batched program would
 show a fraction of its arithmetic. Agents are built as the launchers build them, for the environment
-shapes of SPECS (Pong; cartpole-swingup), with synthetic shapes only: no environment is made.
+shapes of SPECS (Pong; cartpole-swingup; breakout), with synthetic shapes only: no environment is made.
 """
 import types
 from typing import Dict, Optional
@@ -18,15 +18,18 @@ import jax.numpy as jnp
 from experiments import launch
 from experiments.configs import atari as atari_configs
 from experiments.configs import dmc as dmc_configs
+from experiments.configs import minatar as minatar_configs
 from psrl_jax import replay, training
 
-CONFIGS = {'atari': atari_configs, 'dmc': dmc_configs}
+CONFIGS = {'atari': atari_configs, 'dmc': dmc_configs, 'minatar': minatar_configs}
 # What launch.build_agent reads from an environment.
 SPECS = {
     'atari': types.SimpleNamespace(game='Pong', observation_shape=(84, 84, 4), num_actions=6,
                                    action_dim=None, frame_channels=1),
     'dmc': types.SimpleNamespace(game='cartpole-swingup', observation_shape=(84, 84, 9),
                                  num_actions=None, action_dim=1, frame_channels=3),
+    'minatar': types.SimpleNamespace(game='breakout', observation_shape=(10, 10, 4),
+                                     num_actions=6, action_dim=None, frame_channels=4),
 }
 
 

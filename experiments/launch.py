@@ -151,13 +151,13 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
 
 
 def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.Agent:
-    """The agent of a config for an env: SPR's Rainbow on Atari, DrQ's SAC on DMControl."""
+    """The agent of a config for an env: SPR's Rainbow on Atari and MinAtar, DrQ's SAC on DMControl."""
     batch, chunks = config.replay.batch_size, config.agent.microbatches
     if chunks < 1 or batch % chunks:
         raise UsageError(f'--config.replay.batch_size={batch} must be a multiple of '
                          f'--config.agent.microbatches={chunks} (a positive integer)')
-    if suite == 'atari':
-        agent_config = rainbow.RainbowConfig(psrl=objective(config, env, 'atari'),
+    if suite in ('atari', 'minatar'):
+        agent_config = rainbow.RainbowConfig(psrl=objective(config, env, suite),
                                              **agent_settings(config))
         return assemble_agent(config, rainbow, agent_config, env, loop)
     agent_config = sac.SACConfig(psrl=objective(config, env, 'dmc'),

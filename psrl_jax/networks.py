@@ -41,7 +41,16 @@ class DMCEncoder(nn.Module):
         return x
 
 
-ENCODERS = {'atari': AtariEncoder, 'dmc': DMCEncoder}
+class MinAtarEncoder(nn.Module):
+    """MinAtar's network (Young & Tian; Revisiting Rainbow): one 3x3 convolution, 16 channels, padded
+    so the map keeps the game's 10x10 grid: [B, 10, 10, N] -> [B, 10, 10, 16]."""
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        return nn.relu(nn.Conv(16, (3, 3), padding='SAME')(x))
+
+
+ENCODERS = {'atari': AtariEncoder, 'dmc': DMCEncoder, 'minatar': MinAtarEncoder}
 
 
 def _standardize(z: jnp.ndarray) -> jnp.ndarray:

@@ -120,17 +120,25 @@ def upsample_flow(flow: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
     return resized * jnp.array([width / w, height / h], dtype=flow.dtype)
 
 
-def random_shift(key: chex.PRNGKey, images: jnp.ndarray, pad: int = 4) -> jnp.ndarray:
-    """Pads each image by replicating its border by `pad` pixels, then crops back at a random offset.
+def shift(images: jnp.ndarray, offsets: jnp.ndarray, pad: int, mode: str = 'edge') -> jnp.ndarray:
+    """Pads each image by `pad` pixels and crops it back at its offset.
 
-    images: [B, H, W, C] (any dtype); one offset per image. Returns [B, H, W, C] of the same dtype.
+    images: [B, H, W, C] (any dtype); offsets: int [B, 2] (row, column) in 0..2 pad, so out[b, y, x]
+    = image[b, y + oy - pad, x + ox - pad] (outside the image: the border, mode 'edge', as DrQ and
+    SPR, or zeros, mode 'constant'). Returns [B, H, W, C] of the same dtype.
     """
     chex.assert_rank(images, 4)
     batch, height, width, channels = images.shape
-    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='edge')
-    offsets = jax.random.randint(key, (batch, 2), 0, 2 * pad + 1)
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
     crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (height, width, channels))
     return jax.vmap(crop)(padded, offsets)
+
+
+def random_shift(key: chex.PRNGKey, images: jnp.ndarray, pad: int = 4,
+                 mode: str = 'edge') -> jnp.ndarray:
+    """`shift` by a uniformly random offset per image. images: [B, H, W, C] (any dtype)."""
+    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * pad + 1)
+    return shift(images, offsets, pad, mode)
 
 
 def random_intensity(key: chex.PRNGKey, images: jnp.ndarray, scale: float = 0.05) -> jnp.ndarray:
@@ -146,7 +154,9 @@ def random_intensity(key: chex.PRNGKey, images: jnp.ndarray, scale: float = 0.05
 def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequence[str]) -> jnp.ndarray:
     """Observations [..., H, W, C] (uint8, or float in [0, 1]) -> float32 in [0, 1], augmented.
 
-    augmentations: names applied in order, from 'shift' (pad 4, replicate) and 'intensity' (scale 0.05).
+    augmentations: names applied in order, from 'shift' (pad 4, replicate), 'grid_shift' (pad 1 with
+    zeros: a whole-cell move of a MinAtar grid, whose border cells are game objects, not background
+    to replicate) and 'intensity' (scale 0.05).
     Leading axes (batch, time) are flattened so every frame stack gets its own draw, as SPR does.
     """
     lead, frame_shape = observations.shape[:-3], observations.shape[-3:]
@@ -159,9 +169,11 @@ def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequenc
     for name, k in zip(augmentations, keys):
         if name == 'shift':   # a crop commutes with the conversion: shift the (smaller) raw frames
             images = random_shift(k, images)
+        elif name == 'grid_shift':
+            images = random_shift(k, images, pad=1, mode='constant')
         elif name == 'intensity':
             images = random_intensity(k, to_unit_float(images))
         else:
-            raise ValueError(f'unknown augmentation {name!r}: use shift or intensity')
+            raise ValueError(f'unknown augmentation {name!r}: use shift, grid_shift or intensity')
     images = to_unit_float(images)
     return images.reshape(lead + frame_shape)

@@ -1,0 +1,43 @@
+"""MinAtar config: SPR's data-efficient Rainbow + PSRL on 10x10 game grids, the CPU proving ground.
+
+Presets: --config=.../minatar.py:<preset>: psrl (default), spr, rainbow, and the PSRL ablations
+no_cat, no_aat, no_internal, no_l1. Settings (WORKSPACE_NOTES.md, "MinAtar"):
+- from Revisiting Rainbow's MinAtar runs (Obando-Ceron & Castro 2021, its rainbow_<game>.gin):
+  MinAtar's defaults (sticky actions 0.1, difficulty ramping, 6 actions), MinAtar's network (one
+  3x3 conv of 16 channels), 3-step returns, Adam lr 1e-4 eps 3.125e-4, batch 32, prioritized
+  replay of 100k, C51 over [-100, 100], 1,000 steps before learning;
+- data-efficient as DER/SPR instead of its update every 4 steps and target every 1,000: one update
+  per step, the target is the online network (SPR), noisy nets (std 0.5) with epsilon decaying to
+  0.01 over the first 5,000 steps.
+"""
+import ml_collections
+
+from experiments.configs import common
+
+PRESETS = ('psrl', 'spr', 'rainbow', 'no_cat', 'no_aat', 'no_internal', 'no_l1')
+
+
+def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
+    common.check_preset(preset, PRESETS)
+    config = ml_collections.ConfigDict()
+    config.algorithm = preset
+    config.agent = ml_collections.ConfigDict(dict(
+        num_atoms=51, v_min=-100.0, v_max=100.0, hidden=128, noisy_std=0.5,
+        learning_rate=1e-4, adam_eps=3.125e-4, max_grad_norm=10.0,
+        target_update_period=1, target_update_tau=1.0,   # SPR: the target is the online net
+        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=5000, eval_epsilon=0.0,
+        augmentation=('grid_shift',),
+        microbatches=1,
+    ))
+    config.replay = ml_collections.ConfigDict(dict(
+        capacity=100_000, n_step=3, gamma=0.99, batch_size=32,
+        priority_exponent=0.5, priority_weight_start=0.4, priority_weight_end=1.0,
+    ))
+    config.updates_per_step = 1
+    # Objects move about one cell a step: C matches within +-2 cells of the 10x10 map (the frames
+    # L_r warps are the grids themselves); C, G and psi are sized to the 16-channel map.
+    config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset,
+                                     max_displacement=2, displacement_penalty=1.0,
+                                     correspondence_hidden=16, transition_hidden=16,
+                                     projection_dim=128)
+    return config

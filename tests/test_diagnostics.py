@@ -1,0 +1,89 @@
+"""The ground-truth checks of C (psrl_jax.diagnostics) against hand-worked geometry and numpy."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from psrl_jax import diagnostics, psrl, transforms
+
+SMALL = dict(horizon=2, max_displacement=1, projection_dim=16, correspondence_hidden=8,
+             transition_hidden=8)
+
+
+@pytest.mark.parametrize('pad, mode', [(4, 'edge'), (1, 'constant')])
+def test_relative_shift_maps_one_copy_onto_the_other_on_the_pixels_both_show(pad, mode):
+    """copy(p) = image(p + offset - pad), so warp(copy_b, offset_a - offset_b) = copy_a where both
+    copies show the image, which is the flow c_{a->b} the check holds C to."""
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.uniform(size=(6, 12, 11, 2)), jnp.float32)
+    offsets = jnp.asarray(rng.integers(0, 2 * pad + 1, (2, 6, 2)))
+    copy_a, copy_b = (transforms.shift(images, o, pad, mode) for o in offsets)
+    true = np.asarray(offsets[0] - offsets[1])[:, ::-1].astype(np.float32)   # (dx, dy)
+    flow = jnp.broadcast_to(jnp.asarray(true)[:, None, None, :], (6, 12, 11, 2))
+    warped = np.asarray(transforms.warp(copy_b, flow))
+    for b in range(6):
+        for y in range(12):
+            for x in range(11):
+                ya, xa = y + int(offsets[0, b, 0]) - pad, x + int(offsets[0, b, 1]) - pad
+                yb, xb = y + int(true[b, 1]), x + int(true[b, 0])
+                if 0 <= ya < 12 and 0 <= xa < 11 and 0 <= yb < 12 and 0 <= xb < 11:
+                    np.testing.assert_allclose(warped[b, y, x], copy_a[b, y, x], atol=1e-6)
+                    np.testing.assert_allclose(copy_a[b, y, x], images[b, ya, xa], atol=1e-6)
+
+
+def _checks(config, observations, same_episode, key, prior, flow_bias=(0.0, 0.0)):
+    """The checks of an untrained C with displacement prior `prior` and its refinement's output
+    bias set to flow_bias (a constant flow added everywhere, in cells)."""
+    params = psrl.init_params(jax.random.PRNGKey(0), config, observations.shape[2:])
+    c = params['correspondence']['params']
+    c['log_displacement_penalty'] = c['log_displacement_penalty'] * 0 + np.log(prior)
+    last = sorted(k for k in c if k.startswith('Conv_'))[-1]
+    c[last]['bias'] = jnp.asarray(flow_bias, jnp.float32)
+    return jax.jit(diagnostics.correspondence_checks, static_argnames='config')(
+        params, observations, same_episode, key, config=config)
+
+
+def test_shift_errors_of_a_still_and_of_a_constant_flow_against_numpy():
+    """With a prior strong enough to pin C's soft-argmax at zero flow: c_shift_epe equals zero
+    flow's error, computed here in numpy from the drawn offsets, and c_warp_gain is 1; with a
+    constant flow (1, 0) added, c_shift_epe is |(1, 0) - (dx, dy)| averaged the same way."""
+    config = psrl.PSRLConfig(encoder='minatar', frame_channels=4, num_actions=6,
+                             augmentation=('grid_shift',), **SMALL)
+    rng = np.random.default_rng(1)
+    observations = jnp.asarray((rng.uniform(size=(8, 3, 10, 10, 4)) < 0.2) * 255, jnp.uint8)
+    same_episode = jnp.ones((8, 3), bool)
+    key = jax.random.PRNGKey(3)
+    checks = _checks(config, observations, same_episode, key, prior=1e4)
+    # The offsets the check draws, and the pixels both copies show (1-cell pad on 10x10).
+    key_a, key_b = jax.random.split(key)
+    offset_a, offset_b = (np.asarray(jax.random.randint(k, (8, 2), 0, 3)) for k in (key_a, key_b))
+    shifts = []   # the relative shift (dx, dy) at every pixel both copies show
+    for b in range(8):
+        dy, dx = offset_a[b] - offset_b[b]
+        for y in range(10):
+            for x in range(10):
+                ya, xa = y + offset_a[b, 0] - 1, x + offset_a[b, 1] - 1
+                if 0 <= ya < 10 and 0 <= xa < 10 and 0 <= y + dy < 10 and 0 <= x + dx < 10:
+                    shifts.append((dx, dy))
+    shifts = np.asarray(shifts, np.float64)
+    assert np.abs(shifts).max() > 0
+    np.testing.assert_allclose(checks['c_shift_epe_zero'], np.hypot(*shifts.T).mean(), rtol=1e-5)
+    np.testing.assert_allclose(checks['c_shift_epe'], checks['c_shift_epe_zero'], atol=1e-3)
+    np.testing.assert_allclose(checks['c_warp_gain'], 1.0, atol=1e-3)
+    moved = _checks(config, observations, same_episode, key, prior=1e4, flow_bias=(1.0, 0.0))
+    np.testing.assert_allclose(moved['c_shift_epe'],
+                               np.hypot(1.0 - shifts[:, 0], shifts[:, 1]).mean(), rtol=1e-4)
+
+
+def test_warp_gain_counts_only_pairs_inside_one_episode():
+    config = psrl.PSRLConfig(encoder='minatar', frame_channels=4, num_actions=6,
+                             augmentation=('grid_shift',), **SMALL)
+    rng = np.random.default_rng(2)
+    observations = jnp.asarray((rng.uniform(size=(4, 3, 10, 10, 4)) < 0.3) * 255, jnp.uint8)
+    key = jax.random.PRNGKey(4)
+    both = _checks(config, observations, jnp.ones((4, 3), bool), key, prior=1.0)
+    first_two = _checks(config, observations[:2], jnp.ones((2, 3), bool), key, prior=1.0)
+    masked = _checks(config, observations, jnp.asarray([[1, 1, 1]] * 2 + [[1, 0, 0]] * 2, bool),
+                     key, prior=1.0)
+    np.testing.assert_allclose(masked['c_warp_gain'], first_two['c_warp_gain'], rtol=1e-5)
+    assert abs(float(both['c_warp_gain']) - float(masked['c_warp_gain'])) > 1e-4
