@@ -87,16 +87,6 @@ def device_slug(name: str) -> str:
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-') or 'device'
 
 
-def git_commit() -> Optional[str]:
-    """HEAD of the repository holding this file, or None (no git, not a checkout)."""
-    try:
-        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def git_dirty() -> Optional[bool]:
     """Whether tracked files differ from HEAD (the numbers then belong to uncommitted code)."""
     try:
@@ -453,7 +443,7 @@ def run(settings: Dict) -> Dict:
         'load_average_1min': {'start': load_start, 'end': _load()},
         'wall_seconds': round(time.time() - started, 1),
     }
-    return {**summary, 'commit': git_commit(), 'dirty': git_dirty(), 'flags': settings,
+    return {**summary, 'commit': launch.git_commit(), 'dirty': git_dirty(), 'flags': settings,
             'jax_version': jax.__version__, 'timestamp': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
             'step_ms_samples': {p: r['samples_ms'] for p, r in steps.items()},
             'dmc_step_ms_samples': {p: r['samples_ms'] for p, r in dmc_steps.items()},

@@ -5,8 +5,9 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +165,16 @@ def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.
                                  random_steps=loop.agent_steps(loop.learning_starts),
                                  **agent_settings(config))
     return assemble_agent(config, sac, agent_config, env, loop)
+
+
+def git_commit() -> Optional[str]:
+    """HEAD of the repository holding this file, or None (no git, not a checkout)."""
+    try:
+        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def run_record() -> dict:

@@ -1,0 +1,141 @@
+"""How well C learns correspondences on real frames, by its ground-truth checks, for a config.
+
+  python -m experiments.correspondence --suite=dmc --env=cheetah-run \
+      --config=experiments/configs/dmc.py:psrl --config.psrl.correspondence_resolution=0 ...
+
+Plays random actions in one env of the suite, trains the encoder and C on the agent's L_c alone
+(psrl.psrl_loss with CAT and AAT off: the external maps over the horizon and the internal map, on
+frames augmented as the agent augments them) with Adam, and reports C's checks
+(diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain) on held-out frames
+of the same episode before and after training. The last line is one JSON object; --out also saves it.
+"""
+import dataclasses
+import datetime
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import launch
+from psrl_jax import diagnostics, psrl, training
+from psrl_jax.envs.atari import make_atari
+from psrl_jax.envs.dmc import make_dmc
+from psrl_jax.envs.minatar import make_minatar
+from psrl_jax.errors import UsageError
+
+MAKERS = {'atari': lambda name, seed: make_atari(name, 1, seed, training=False),
+          'dmc': lambda name, seed: make_dmc(name, 1, seed),
+          'minatar': lambda name, seed: make_minatar(name, 1, seed)}
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('suite', 'dmc', list(MAKERS), 'Environment suite.')
+flags.DEFINE_string('env', 'cheetah-run', 'Game or task of the suite.')
+flags.DEFINE_integer('frames', 96, 'Consecutive frames played (the last quarter is held out).')
+flags.DEFINE_integer('warmup', 30, 'Random steps before the frames are taken.')
+flags.DEFINE_integer('steps', 300, 'Adam steps on L_c.')
+flags.DEFINE_integer('batch_size', 8, 'Subsequences per step.')
+flags.DEFINE_float('learning_rate', 3e-3, 'Adam learning rate.')
+flags.DEFINE_integer('seed', 0, 'Seed of the env, the initialisation and the sampling.')
+flags.DEFINE_string('out', None, 'JSON file to write the result to (also printed).')
+config_flags.DEFINE_config_file('config', None, 'The suite config (file:preset) whose objective '
+                                'is trained, e.g. experiments/configs/dmc.py:psrl.')
+
+
+def play(suite: str, name: str, frames: int, warmup: int, seed: int):
+    """uint8 [frames, H, W, C] observations of one episode under random actions, and the env."""
+    env = MAKERS[suite](name, seed)
+    rng = np.random.default_rng(seed)
+    random_action = lambda: (rng.integers(0, env.num_actions, 1) if env.num_actions is not None
+                             else rng.uniform(-1, 1, (1, env.action_dim)))
+    observations = [env.reset()[0]]
+    for step in range(warmup + frames - 1):
+        timestep = env.step(random_action())
+        if not timestep.valid[0] or timestep.game_over[0]:
+            raise UsageError(f'the {name} episode ended after {step + 1} random steps: use fewer '
+                             f'--frames or --warmup')
+        observations.append(timestep.observation[0])
+    env.close()
+    return np.stack(observations[warmup:]), env
+
+
+def subsequences(observations: np.ndarray, length: int) -> np.ndarray:
+    """All windows of `length` consecutive observations: [N - length + 1, length, ...]."""
+    return np.stack([observations[i:i + length] for i in range(len(observations) - length + 1)])
+
+
+def run(config, suite: str, name: str) -> dict:
+    observations, env = play(suite, name, FLAGS.frames, FLAGS.warmup, FLAGS.seed)
+    objective = dataclasses.replace(launch.objective(config, env, suite), cat=False, aat=False,
+                                    l1=False)
+    length = objective.sequence_length
+    split = FLAGS.frames * 3 // 4
+    train = jnp.asarray(subsequences(observations[:split], length))
+    held_out = jnp.asarray(subsequences(observations[split:], max(length, 2)))
+    key = jax.random.PRNGKey(FLAGS.seed)
+    params = psrl.init_params(key, objective, observations.shape[1:])
+    optimizer = optax.adam(FLAGS.learning_rate)
+    state = optimizer.init(params)
+
+    def loss_fn(p, batch, k):
+        loss, metrics = psrl.psrl_loss(p, p, batch, k, objective)
+        return loss.mean(), metrics
+
+    @jax.jit
+    def step(p, s, k):
+        k_batch, k_aug = jax.random.split(k)
+        index = jax.random.randint(k_batch, (FLAGS.batch_size,), 0, train.shape[0])
+        observation = train[index]
+        batch = psrl.PSRLBatch(observation, jnp.zeros(observation.shape[:2], jnp.int32)[:, 1:]
+                               if env.num_actions is not None else
+                               jnp.zeros(observation.shape[:2] + (env.action_dim,))[:, 1:],
+                               jnp.ones(observation.shape[:2], bool))
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, k_aug)
+        updates, s = optimizer.update(grads, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    same_episode = jnp.ones(held_out.shape[:2], bool)
+    checks = jax.jit(lambda p, k: diagnostics.correspondence_checks(p, held_out, same_episode, k,
+                                                                    objective))
+    check_key = jax.random.PRNGKey(FLAGS.seed + 1)
+    before = {k: float(v) for k, v in checks(params, check_key).items()}
+    start, losses = time.time(), []
+    for i in range(FLAGS.steps):
+        params, state, loss = step(params, state, jax.random.fold_in(key, i))
+        losses.append(float(loss))
+    after = {k: float(v) for k, v in checks(params, check_key).items()}
+    return {'suite': suite, 'env': name, 'steps': FLAGS.steps, 'frames': FLAGS.frames,
+            'loss_c_first': losses[0], 'loss_c_last': float(np.mean(losses[-20:])),
+            'before': before, 'after': after, 'train_seconds': round(time.time() - start, 1),
+            'objective': {k: v for k, v in dataclasses.asdict(objective).items()
+                          if not isinstance(v, tuple)} | {'augmentation': objective.augmentation},
+            'device': training.device_name(), 'commit': launch.git_commit(),
+            'date': datetime.date.today().isoformat()}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    try:
+        if FLAGS.config is None:
+            raise UsageError('--config is required, e.g. experiments/configs/dmc.py:psrl')
+        result = run(FLAGS.config, FLAGS.suite, FLAGS.env)
+    except UsageError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    line = json.dumps(result)
+    if FLAGS.out:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+        with open(FLAGS.out, 'w') as f:
+            f.write(line + '\n')
+    print(line)
+
+
+if __name__ == '__main__':
+    app.run(main)
