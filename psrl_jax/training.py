@@ -1,29 +1,26 @@
-"""The act/learn loop shared by the Atari and DMControl agents: replay, logging, evaluation, checkpoints.
+"""The act/learn loop shared by the Atari and DMControl agents: replay, learning, logging, evaluation.
 
 Read `train` top to bottom. N independent agents (seeds) run side by side: every array in the device
 state has a leading seed axis, one environment per seed, and one jitted call per environment step
 adds the transition to each seed's replay, runs the learner updates and picks the next actions.
 The only host round trip per step is that action.
 """
-import csv
 import dataclasses
 import json
 import os
-import shutil
 import signal
-import sys
 import time
-import zlib
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from psrl_jax import evaluation, replay
+from psrl_jax.checkpoints import Checkpoints
+from psrl_jax.run_files import RunLogs
 from psrl_jax.errors import UsageError
 
 
@@ -241,167 +238,6 @@ def evaluate(agent: Agent, states, env, episodes: int, key: jnp.ndarray) -> np.n
         returns[done] = step.game_return[done]
         observation = step.observation
     return returns.reshape(num_seeds, episodes)
-
-
-class RunLogs:
-    """metrics.csv, eval.csv and TensorBoard events of each seed; rows survive restarts exactly once."""
-
-    def __init__(self, seed_dirs: Sequence[str], resume_step: int):
-        from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-        self.seed_dirs = list(seed_dirs)
-        for directory in self.seed_dirs:
-            os.makedirs(directory, exist_ok=True)
-            for name in ('metrics.csv', 'eval.csv'):
-                _truncate_csv(os.path.join(directory, name), resume_step)
-        self.writers = [SummaryWriter(os.path.join(d, 'tensorboard')) for d in self.seed_dirs]
-
-    def write(self, name: str, step: int, rows: Sequence[Dict[str, float]]) -> None:
-        for directory, writer, row in zip(self.seed_dirs, self.writers, rows):
-            row = {'step': step, **row}
-            _append_csv(os.path.join(directory, name), row)
-            for key, value in row.items():
-                if key != 'step' and np.isfinite(value):
-                    writer.add_scalar(f'{name[:-4]}/{key}', value, step)
-
-    def close(self) -> None:
-        for writer in self.writers:
-            writer.close()
-
-
-def _append_csv(path: str, row: Dict[str, float]) -> None:
-    exists = os.path.exists(path) and os.path.getsize(path) > 0
-    with open(path, 'a', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if not exists:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_csv(path: str, step: int) -> None:
-    """Drops rows logged after `step` (written after the checkpoint being resumed)."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline='') as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
-    if len(kept) != len(rows):
-        with open(path + '.tmp', 'w', newline='') as f:
-            csv.writer(f).writerows(kept)
-        os.replace(path + '.tmp', path)
-
-
-_CHECKSUMS = 'psrl_checksums.json'
-
-
-def _file_checksums(directory: str) -> Dict[str, str]:
-    """CRC32 of every file under a checkpoint directory (but the checksum file itself)."""
-    sums = {}
-    for folder, _, files in os.walk(directory):
-        for name in files:
-            if name.startswith(_CHECKSUMS):
-                continue
-            path = os.path.join(folder, name)
-            crc = 0
-            with open(path, 'rb') as f:
-                for chunk in iter(lambda: f.read(1 << 24), b''):
-                    crc = zlib.crc32(chunk, crc)
-            sums[os.path.relpath(path, directory)] = f'{crc:08x}'
-    return sums
-
-
-class Checkpoints:
-    """Orbax checkpoints of the device carry plus the loop's host counters, under workdir/checkpoints."""
-
-    def __init__(self, workdir: str, max_to_keep: Optional[int]):
-        # Synchronous saves: the carry's buffers are donated to the next step right after a save.
-        # Each process keeps its own checkpoints (its seeds are independent of the others').
-        process = jax.process_index()
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=False, enable_async_checkpointing=False,
-            multiprocessing_options=ocp.options.MultiprocessingOptions(
-                primary_host=process, active_processes={process}))
-        name = 'checkpoints' if jax.process_count() == 1 else f'checkpoints/process_{process}'
-        self.directory = os.path.abspath(os.path.join(workdir, name))
-        os.makedirs(self.directory, exist_ok=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
-
-    def latest_step(self) -> Optional[int]:
-        return self.manager.latest_step()
-
-    def save(self, step: int, carry: Carry, host: Dict[str, np.ndarray], meta: Dict) -> None:
-        """Writes checkpoint `step` (atomically, by orbax) and then its file checksums.
-
-        Arrays are saved as host (numpy) copies: they belong to this process only, and restore
-        places them on whatever devices the resumed run uses.
-        """
-        self.manager.save(step, args=ocp.args.Composite(
-            carry=ocp.args.StandardSave(jax.device_get(carry)), host=ocp.args.StandardSave(host),
-            meta=ocp.args.JsonSave(meta)))
-        path = os.path.join(self.directory, str(step), _CHECKSUMS)
-        checksums = _file_checksums(os.path.dirname(path))
-        with open(path + '.tmp', 'w') as f:
-            json.dump(checksums, f)
-        os.replace(path + '.tmp', path)
-
-    def _damaged(self, step: int) -> Optional[str]:
-        """Why checkpoint `step` fails its checksums, or None (also when it has none yet)."""
-        directory = os.path.join(self.directory, str(step))
-        try:
-            with open(os.path.join(directory, _CHECKSUMS)) as f:
-                expected = json.load(f)
-        except (OSError, ValueError):
-            return None
-        actual = _file_checksums(directory)
-        changed = sorted(set(expected.items()) ^ set(actual.items()))
-        return f'{len(changed)} file(s) changed or missing, e.g. {changed[0][0]}' if changed else None
-
-    def restore(self, step: int, carry: Carry, host: Dict[str, np.ndarray]):
-        """(carry, host) of checkpoint `step` as numpy arrays shaped like the templates given."""
-        abstract = lambda tree: jax.tree.map(lambda x: np.empty(x.shape, x.dtype), tree)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            carry=ocp.args.StandardRestore(abstract(carry)),
-            host=ocp.args.StandardRestore(abstract(host)), meta=ocp.args.JsonRestore()))
-        return restored['carry'], restored['host']
-
-    def restore_latest(self, carry: Carry, host: Dict[str, np.ndarray]):
-        """The newest readable checkpoint as (carry, host), or None when there is none.
-
-        Unreadable (corrupt) checkpoints are reported on stderr and, once an older one has been
-        read, moved to checkpoints_corrupt/ so that the run can write those steps again. When
-        none is readable nothing is moved and UsageError is raised.
-        """
-        steps = sorted(self.manager.all_steps(), reverse=True)
-        corrupt = []
-        for step in steps:
-            reason = self._damaged(step)
-            if reason is None:
-                try:
-                    restored = self.restore(step, carry, host)
-                except Exception as err:  # pylint: disable=broad-except
-                    reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
-            if reason is not None:
-                print(f'warning: checkpoint {step} in {self.directory} is unreadable ({reason})',
-                      file=sys.stderr, flush=True)
-                corrupt.append(step)
-                continue
-            for bad in corrupt:
-                aside = os.path.join(os.path.dirname(self.directory), 'checkpoints_corrupt')
-                os.makedirs(aside, exist_ok=True)
-                shutil.move(os.path.join(self.directory, str(bad)), os.path.join(aside, str(bad)))
-                print(f'warning: moved checkpoint {bad} to {aside}; resuming from step {step}',
-                      file=sys.stderr, flush=True)
-            if corrupt:
-                self.manager.reload()
-            return restored
-        if corrupt:
-            raise UsageError(f'no readable checkpoint in {self.directory} (steps {corrupt} are '
-                             f'corrupt): use --overwrite to start the run again')
-        return None
-
-    def close(self) -> None:
-        self.manager.close()
 
 
 def device_name() -> str:
