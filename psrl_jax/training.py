@@ -5,6 +5,7 @@ state has a leading seed axis, one environment per seed, and one jitted call per
 adds the transition to each seed's replay, runs the learner updates and picks the next actions.
 The only host round trip per step is that action.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from psrl_jax import evaluation, replay
+from psrl_jax import evaluation, replay, run_files
 from psrl_jax.checkpoints import Checkpoints
-from psrl_jax.run_files import RunLogs
 from psrl_jax.errors import UsageError
 
 
@@ -129,7 +129,7 @@ def load_checkpoint(workdir: str, agent: Agent, num_seeds: int, observation_shap
     """
     frame_shape = tuple(observation_shape[:2]) + (frame_channels,)
     carry = jax.eval_shape(lambda: init_carry(agent, seed_keys(0, num_seeds), frame_shape))
-    checkpoints = Checkpoints(workdir, max_to_keep=None)
+    checkpoints = Checkpoints(workdir, max_to_keep=None, read_only=True)
     step = checkpoints.latest_step() if step is None else step
     if step is None:
         raise UsageError(f'{workdir} has no checkpoint')
@@ -294,13 +294,18 @@ def seed_sharding(num_seeds: int) -> Optional[NamedSharding]:
 
 
 def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int], Any],
-          workdir: str) -> List[Dict]:
-    """Trains loop.num_seeds agents and writes the run files; resumes from workdir/checkpoints.
+          workdir: str, record: Optional[Dict] = None) -> List[Dict]:
+    """Trains loop.num_seeds agents and writes the run files; resumes from workdir's checkpoints.
 
     env: a psrl_jax.envs environment with one env per seed (closed on return); make_eval_env(
-    num_envs, seed) builds the evaluation environments. Returns the summary dict of every seed
-    (also written as summary.json). Raises Stopped after checkpointing when stopped by
-    SIGTERM/SIGINT, and TrainingDiverged (without checkpointing) when anything becomes non-finite.
+    num_envs, seed) builds the evaluation environments. record: the run's config and flags, written
+    as config.json once the checkpoints are known to continue this run (process 0 passes it).
+    Returns the summary dict of every seed (also written as summary.json, before the last
+    checkpoint). Raises UsageError, having written nothing, when the checkpoints cannot continue
+    the run; Stopped after checkpointing when stopped by SIGTERM/SIGINT; TrainingDiverged (without
+    checkpointing) when anything becomes non-finite. Out of memory (jax.errors.JaxRuntimeError,
+    RESOURCE_EXHAUSTED) or disk space (OSError, run_files.NO_SPACE) propagates as raised, leaving
+    the complete checkpoints as they are.
     """
     n = loop.num_seeds
     seed_dirs = loop.seed_dirs(workdir)
@@ -308,63 +313,60 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
     frame_shape = env.observation_shape[:2] + (frame_channels,)
     sharding = seed_sharding(n)
     place = lambda tree: jax.device_put(tree, sharding)   # sharding None: the default device
-    collect, learn, first_action = make_step_functions(agent)
-    carry = place(init_carry(agent, seed_keys(loop.seed, n), frame_shape))
-    checkpoints = Checkpoints(workdir, loop.max_to_keep)
-
-    # Where the run stands: agent steps done, and the host-side state a checkpoint restores.
     total = loop.agent_steps(loop.total_steps)
     learning_starts = max(loop.agent_steps(loop.learning_starts),
                           agent.replay.lookahead + agent.replay.stack + 1)
-    host = host_template(agent, n, env.observation_shape)
-    try:
-        restored = checkpoints.restore_latest(carry, host)
-    except UsageError:
-        checkpoints.close()
-        env.close()
-        raise
-    if restored is not None:
-        carry, host = place(restored[0]), restored[1]
-        # The emulator state is not saved: the episode in flight ends here as a truncation.
-        truncate = jax.jit(jax.vmap(lambda b, f, a: replay.truncate(b, agent.replay, f, a)))
-        final_frames = place(host['observation'][..., -frame_channels:])
-        carry = carry.replace(replay=truncate(carry.replay, final_frames, place(host['action'])))
-    step = int(host['step'])
-    if step > total:
-        raise UsageError(f'{workdir} holds a run at step {step * loop.action_repeat}, beyond '
-                         f'--total_steps={loop.total_steps}: use a larger --total_steps')
-    if step == total:
-        print(f'{workdir} is already finished at step {loop.total_steps}', flush=True)
-        env.close()
-        checkpoints.close()
-        return [json.load(open(os.path.join(d, 'summary.json'))) for d in seed_dirs]
-    if restored is not None:
-        print(f'resuming {workdir} from step {step * loop.action_repeat}', flush=True)
-    logs = RunLogs(seed_dirs, step * loop.action_repeat)
-    wall_offset = float(host['wall_seconds'])
-    start_time = time.time()
-    eval_key = jax.random.PRNGKey(loop.seed + 7919)
 
-    observation, first = env.reset(), np.ones(n, bool)
-    carry, actions = first_action(carry, place(observation), step)
-    actions = np.asarray(actions)
-    game_returns: List[List[float]] = [[] for _ in range(n)]
-    interval_start, interval_time = step, time.time()
-    last_eval: Optional[np.ndarray] = None
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(env.close)
+        checkpoints = Checkpoints(workdir, loop.max_to_keep)
+        cleanup.callback(checkpoints.close)
 
-    def env_steps(agent_steps: int) -> int:
-        return min(agent_steps * loop.action_repeat, loop.total_steps)
+        # Where the run stands: agent steps done, and the host-side state a checkpoint restores.
+        template = jax.eval_shape(lambda: init_carry(agent, seed_keys(loop.seed, n), frame_shape))
+        host = host_template(agent, n, env.observation_shape)
+        restored = checkpoints.restore_latest(template, host)
+        step = 0 if restored is None else int(restored[1]['step'])
+        if step > total:
+            raise UsageError(f'{workdir} holds a run at step {step * loop.action_repeat}, beyond '
+                             f'--total_steps={loop.total_steps}: use a larger --total_steps')
+        if step == total:
+            print(f'{workdir} is already finished at step {loop.total_steps}', flush=True)
+            return [json.load(open(os.path.join(d, 'summary.json'))) for d in seed_dirs]
+        if record is not None:   # the run goes ahead: its files may change from here on
+            run_files.write_json(os.path.join(workdir, 'config.json'), record)
+        collect, learn, first_action = make_step_functions(agent)
+        if restored is None:
+            carry = place(init_carry(agent, seed_keys(loop.seed, n), frame_shape))
+        else:
+            carry, host = place(restored[0]), restored[1]
+            # The emulator state is not saved: the episode in flight ends here as a truncation.
+            truncate = jax.jit(jax.vmap(lambda b, f, a: replay.truncate(b, agent.replay, f, a)))
+            final_frames = place(host['observation'][..., -frame_channels:])
+            carry = carry.replace(replay=truncate(carry.replay, final_frames,
+                                                  place(host['action'])))
+            print(f'resuming {workdir} from step {step * loop.action_repeat}', flush=True)
+        logs = run_files.RunLogs(seed_dirs, step * loop.action_repeat)
+        cleanup.callback(logs.close)
+        wall_offset = float(host['wall_seconds'])
+        start_time = time.time()
+        eval_key = jax.random.PRNGKey(loop.seed + 7919)
 
-    def due(every: int) -> bool:
-        return step == total or (every > 0 and env_steps(step) // every
-                                 > env_steps(step - 1) // every)
+        observation, first = env.reset(), np.ones(n, bool)
+        carry, actions = first_action(carry, place(observation), step)
+        actions = np.asarray(actions)
+        game_returns: List[List[float]] = [[] for _ in range(n)]
+        interval_start, interval_time = step, time.time()
+        last_eval: Optional[np.ndarray] = None
 
-    def close():
-        logs.close()
-        checkpoints.close()
-        env.close()
+        def env_steps(agent_steps: int) -> int:
+            return min(agent_steps * loop.action_repeat, loop.total_steps)
 
-    with _StopRequest() as stop:
+        def due(every: int) -> bool:
+            return step == total or (every > 0 and env_steps(step) // every
+                                     > env_steps(step - 1) // every)
+
+        stop = cleanup.enter_context(_StopRequest())
         while step < total:
             timestep = env.step(actions)
             entry = Entry(observation[..., -frame_channels:], actions, timestep.reward,
@@ -378,7 +380,6 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
                 game_returns[k].append(float(timestep.game_return[k]))
             step += 1
             if not finite.all():
-                close()
                 raise TrainingDiverged(_divergence_message(carry, finite, env_steps(step),
                                                            checkpoints.latest_step(), loop))
 
@@ -402,29 +403,34 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
                      'episodes': len(r)} for r in last_eval])
                 print(f'eval at {env_steps(step)}: return {last_eval.mean():.2f} '
                       f'(+- {last_eval.std():.2f} over {last_eval.size} episodes)', flush=True)
+            if step == total:   # before the last checkpoint, which thus marks a complete run
+                summaries = _write_summaries(agent, loop, seed_dirs, last_eval,
+                                             wall_offset + time.time() - start_time)
             if due(loop.checkpoint_every) or stop.signal is not None:
                 host_now = {'step': np.asarray(step, np.int64),
                             'wall_seconds': np.asarray(wall_offset + time.time() - start_time),
                             'observation': observation, 'first': first, 'action': actions}
                 checkpoints.save(step, carry, host_now, {'env_steps': env_steps(step)})
             if stop.signal is not None:
-                close()
                 raise Stopped(f'stopped by signal {stop.signal} at step {env_steps(step)}; '
                               f'checkpoint saved', stop.signal)
-    close()
-    wall = wall_offset + time.time() - start_time
+    return summaries
+
+
+def _write_summaries(agent: Agent, loop: LoopConfig, seed_dirs: Sequence[str],
+                     returns: np.ndarray, wall: float) -> List[Dict]:
+    """Writes each seed's summary.json from its last evaluation's returns [N, episodes]."""
     summaries = []
     for k, directory in enumerate(seed_dirs):
-        returns = last_eval[k]
-        mean = float(np.mean(returns))
+        mean = float(np.mean(returns[k]))
         hns = (float(evaluation.human_normalized_score(loop.env, mean))
                if evaluation.has_human_score(loop.env) else None)
         summary = {'algorithm': agent.name, 'env': loop.env, 'seed': loop.seed + k,
                    'total_steps': loop.total_steps, 'eval_return_mean': mean,
-                   'eval_return_std': float(np.std(returns)), 'eval_episodes': int(len(returns)),
-                   'human_normalized_score': hns, 'wall_seconds': wall, 'device': device_name()}
-        with open(os.path.join(directory, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
+                   'eval_return_std': float(np.std(returns[k])),
+                   'eval_episodes': int(len(returns[k])), 'human_normalized_score': hns,
+                   'wall_seconds': wall, 'device': device_name()}
+        run_files.write_json(os.path.join(directory, 'summary.json'), summary)
         summaries.append(summary)
     return summaries
 
