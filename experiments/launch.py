@@ -1,5 +1,6 @@
-"""What the Atari and DMControl launchers share: flags, validation, the run directory, the call to
-psrl_jax.training.train, and turning bad input into one line on stderr with exit status 2."""
+"""What the Atari and DMControl launchers share: flags, validation, the run directory and its lock,
+the call to psrl_jax.training.train, and turning every failure into one line on stderr with an exit
+status (EXIT_STATUS)."""
 import functools
 import json
 import os
@@ -7,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from psrl_jax import psrl, replay, training
+from psrl_jax import checkpoints, psrl, replay, run_files, training
 from psrl_jax.agents import rainbow, sac
 from psrl_jax.errors import UsageError
 
@@ -24,6 +25,9 @@ FLAGS = flags.FLAGS
 
 # Flags that may change when a run is continued; everything else must match the run on disk.
 _RESUMABLE = ('total_steps', 'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every')
+# What a launch's exit status says, besides 0 (done) and 128 + signal (stopped, checkpointed).
+EXIT_STATUS = {'bad input': 2, 'non-finite training': 3, 'out of memory': 4,
+               'out of disk space': 5}
 
 
 def define_flags(env: str, config_file: str, total_steps: int, learning_starts: int,
@@ -56,25 +60,27 @@ def define_flags(env: str, config_file: str, total_steps: int, learning_starts: 
 
 
 def parse_flags(argv):
-    """absl flag parsing that reports a bad flag, preset or config key in one line (exit 2)."""
+    """absl flag parsing that reports a bad flag, preset, config key or a stray argument in one
+    line (exit 2)."""
     try:
         remaining = FLAGS(argv)
         FLAGS.config.to_dict()   # loads the config file and applies the overrides now
-        return remaining
     except Exception as err:  # pylint: disable=broad-except
         _flag_error(err)
+    if len(remaining) > 1:
+        _fail(f'unexpected arguments: {" ".join(remaining[1:])}', 'bad input')
+    return remaining
 
 
-def _flag_error(err: Exception) -> None:
-    """Prints a flag-parsing failure as one line on stderr and exits with status 2."""
+def _flag_error(err: Exception) -> NoReturn:
+    """Prints a flag-parsing failure as one line on stderr and exits as bad input (status 2)."""
     if isinstance(err, (AttributeError, KeyError)):   # an unknown --config.<key>
         message = f'unknown config key {err}: see the config file for the valid keys'
     else:
         # Config-file errors arrive wrapped in tracebacks: the last line names the cause.
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         message = lines[-1] if lines else type(err).__name__
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(2)
+    _fail(message, 'bad input')
 
 
 def loop_config(action_repeat: int) -> training.LoopConfig:
@@ -190,11 +196,10 @@ def _comparable(record: dict) -> dict:
             'config': record['config']}
 
 
-def prepare_workdir(workdir: str, record: dict, overwrite: bool) -> None:
-    """Creates the run directory, or checks that the run in it has the same config.
-
-    A different run is refused (UsageError) unless overwrite, which deletes it first.
-    """
+def check_workdir(workdir: str, record: dict, overwrite: bool) -> bool:
+    """Whether a different run in the run directory must be replaced (--overwrite) before this one
+    starts; reads only. Raises UsageError when it holds a different run or, not being a run
+    directory, is not empty, unless overwrite."""
     path = os.path.join(workdir, 'config.json')
     if os.path.exists(path):
         try:
@@ -206,48 +211,90 @@ def prepare_workdir(workdir: str, record: dict, overwrite: bool) -> None:
         if not same and not overwrite:
             raise UsageError(f'{workdir} holds a run with a different config (see its config.json):'
                              f' use another --workdir, or --overwrite to replace it')
-        if not same:
-            shutil.rmtree(workdir)
-    elif os.path.isdir(workdir) and os.listdir(workdir) and not overwrite:
+        return not same
+    held = os.listdir(workdir) if os.path.isdir(workdir) else []
+    if any(not run_files.is_lock(name) for name in held) and not overwrite:
         raise UsageError(f'{workdir} is not empty and holds no run config.json: use another '
                          f'--workdir, or --overwrite to replace it')
-    elif os.path.isdir(workdir) and overwrite:
-        shutil.rmtree(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + '.tmp', 'w') as f:
-        json.dump(record, f, indent=2)
-    os.replace(path + '.tmp', path)
+    return bool(held)
+
+
+def clear_workdir(workdir: str) -> None:
+    """Deletes everything in the run directory but the lock files (this run's processes hold them)."""
+    for name in os.listdir(workdir):
+        path = os.path.join(workdir, name)
+        if run_files.is_lock(name):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def _fail(message: str, status: str) -> NoReturn:
+    """Prints one `error:` line on stderr and exits with the status EXIT_STATUS names."""
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(EXIT_STATUS[status])
+
+
+def _kept(workdir: str, action_repeat: int) -> str:
+    step = checkpoints.latest_saved_step(workdir)
+    if step is None:
+        return 'no checkpoint was written yet'
+    return f'the last checkpoint (step {step * action_repeat}) is kept'
 
 
 def main(suite: str, make_env: Callable, make_eval_env: Callable) -> None:
     """The body of a launcher's main(): everything after flag parsing.
 
-    suite: 'atari' or 'dmc'; make_env(name, num_envs, seed) -> env (raises UsageError for an
-    unknown name or missing ROMs/GL).
+    suite: 'atari', 'dmc' or 'minatar'; make_env(name, num_envs, seed) -> env (raises UsageError for an
+    unknown name or missing ROMs/GL). Every input is checked before the run directory is locked and
+    before anything is written or compiled; a refused launch leaves the run directory as it was.
     """
     if not FLAGS['verbosity'].present:   # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
+    lock = None
     try:
         probe = make_env(FLAGS.env, 1, 0)   # validates the name and the system before any writes
         loop = loop_config(probe.action_repeat)
         probe.close()
-        if FLAGS.coordinator_address:
-            jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                                       FLAGS.process_id)
         env = make_env(FLAGS.env, loop.num_seeds, loop.seed)
         agent = build_agent(suite, FLAGS.config, env, loop)
-        if FLAGS.process_id == 0:
-            prepare_workdir(FLAGS.workdir, run_record(), FLAGS.overwrite)
-        if FLAGS.coordinator_address:   # the others wait until process 0 has prepared the workdir
+        record = run_record()
+        replace = FLAGS.process_id == 0 and check_workdir(FLAGS.workdir, record, FLAGS.overwrite)
+        # One live process per run directory; in a distributed run each process locks what it
+        # writes (process 0 the directory and config.json, process p its seeds' files).
+        lock = run_files.WorkdirLock(FLAGS.workdir, run_files.lock_name(FLAGS.process_id))
+        if replace:
+            clear_workdir(FLAGS.workdir)
+        if FLAGS.coordinator_address:   # the others wait until process 0 has cleared the workdir
+            jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                                       FLAGS.process_id)
             multihost_utils.sync_global_devices('workdir ready')
         summaries = training.train(
-            agent, loop, env, lambda n, seed: make_eval_env(FLAGS.env, n, seed), FLAGS.workdir)
+            agent, loop, env, lambda n, seed: make_eval_env(FLAGS.env, n, seed), FLAGS.workdir,
+            record if FLAGS.process_id == 0 else None)
     except UsageError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+        if lock is not None:
+            lock.abandon()
+        _fail(str(err), 'bad input')
     except training.TrainingDiverged as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(3)
+        _fail(str(err), 'non-finite training')
+    except jax.errors.JaxRuntimeError as err:
+        if 'RESOURCE_EXHAUSTED' not in str(err):
+            raise
+        xla = str(err).strip().splitlines()[0][:200]
+        _fail(f'out of memory ({xla}) at --config.replay.batch_size='
+              f'{FLAGS.config.replay.batch_size}: lower it, or raise --config.agent.microbatches '
+              f'(the same gradient in less memory), in a new --workdir or with --overwrite (it '
+              f'changes the run); {_kept(FLAGS.workdir, loop.action_repeat)}',
+              'out of memory')
+    except OSError as err:
+        if err.errno not in run_files.NO_SPACE:
+            raise
+        _fail(f'out of disk space writing {err.filename or FLAGS.workdir} ({err.strerror}): free '
+              f'space and run the same command to resume; '
+              f'{_kept(FLAGS.workdir, loop.action_repeat)}', 'out of disk space')
     except KeyboardInterrupt as err:
         print(f'{err or "interrupted"}; run the same command to resume', file=sys.stderr)
         sys.exit(128 + getattr(err, 'signum', signal.SIGINT))

@@ -13,9 +13,7 @@ launch.define_flags(env='Pong', config_file='atari.py', total_steps=100_000, lea
                     eval_episodes=100, eval_every=0, checkpoint_every=25_000)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+def main(_):
     launch.main('atari', lambda name, n, seed: make_atari(name, n, seed, training=True),
                 lambda name, n, seed: make_atari(name, n, seed, training=False))
 

@@ -16,9 +16,7 @@ launch.define_flags(env='cartpole-swingup', config_file='dmc.py', total_steps=10
                     checkpoint_every=50_000)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+def main(_):
     launch.main('dmc', lambda name, n, seed: make_dmc(name, n, seed),
                 lambda name, n, seed: make_dmc(name, n, seed))
 

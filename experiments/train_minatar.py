@@ -15,9 +15,7 @@ launch.define_flags(env='breakout', config_file='minatar.py', total_steps=100_00
                     checkpoint_every=25_000)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+def main(_):
     launch.main('minatar', lambda name, n, seed: make_minatar(name, n, seed),
                 lambda name, n, seed: make_minatar(name, n, seed))
 

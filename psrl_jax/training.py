@@ -1,29 +1,26 @@
-"""The act/learn loop shared by the Atari and DMControl agents: replay, logging, evaluation, checkpoints.
+"""The act/learn loop shared by the Atari and DMControl agents: replay, learning, logging, evaluation.
 
 Read `train` top to bottom. N independent agents (seeds) run side by side: every array in the device
 state has a leading seed axis, one environment per seed, and one jitted call per environment step
 adds the transition to each seed's replay, runs the learner updates and picks the next actions.
 The only host round trip per step is that action.
 """
-import csv
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import signal
-import sys
 import time
-import zlib
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from psrl_jax import evaluation, replay
+from psrl_jax import evaluation, replay, run_files
+from psrl_jax.checkpoints import Checkpoints
 from psrl_jax.errors import UsageError
 
 
@@ -132,7 +129,7 @@ def load_checkpoint(workdir: str, agent: Agent, num_seeds: int, observation_shap
     """
     frame_shape = tuple(observation_shape[:2]) + (frame_channels,)
     carry = jax.eval_shape(lambda: init_carry(agent, seed_keys(0, num_seeds), frame_shape))
-    checkpoints = Checkpoints(workdir, max_to_keep=None)
+    checkpoints = Checkpoints(workdir, max_to_keep=None, read_only=True)
     step = checkpoints.latest_step() if step is None else step
     if step is None:
         raise UsageError(f'{workdir} has no checkpoint')
@@ -243,167 +240,6 @@ def evaluate(agent: Agent, states, env, episodes: int, key: jnp.ndarray) -> np.n
     return returns.reshape(num_seeds, episodes)
 
 
-class RunLogs:
-    """metrics.csv, eval.csv and TensorBoard events of each seed; rows survive restarts exactly once."""
-
-    def __init__(self, seed_dirs: Sequence[str], resume_step: int):
-        from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-        self.seed_dirs = list(seed_dirs)
-        for directory in self.seed_dirs:
-            os.makedirs(directory, exist_ok=True)
-            for name in ('metrics.csv', 'eval.csv'):
-                _truncate_csv(os.path.join(directory, name), resume_step)
-        self.writers = [SummaryWriter(os.path.join(d, 'tensorboard')) for d in self.seed_dirs]
-
-    def write(self, name: str, step: int, rows: Sequence[Dict[str, float]]) -> None:
-        for directory, writer, row in zip(self.seed_dirs, self.writers, rows):
-            row = {'step': step, **row}
-            _append_csv(os.path.join(directory, name), row)
-            for key, value in row.items():
-                if key != 'step' and np.isfinite(value):
-                    writer.add_scalar(f'{name[:-4]}/{key}', value, step)
-
-    def close(self) -> None:
-        for writer in self.writers:
-            writer.close()
-
-
-def _append_csv(path: str, row: Dict[str, float]) -> None:
-    exists = os.path.exists(path) and os.path.getsize(path) > 0
-    with open(path, 'a', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if not exists:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_csv(path: str, step: int) -> None:
-    """Drops rows logged after `step` (written after the checkpoint being resumed)."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline='') as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
-    if len(kept) != len(rows):
-        with open(path + '.tmp', 'w', newline='') as f:
-            csv.writer(f).writerows(kept)
-        os.replace(path + '.tmp', path)
-
-
-_CHECKSUMS = 'psrl_checksums.json'
-
-
-def _file_checksums(directory: str) -> Dict[str, str]:
-    """CRC32 of every file under a checkpoint directory (but the checksum file itself)."""
-    sums = {}
-    for folder, _, files in os.walk(directory):
-        for name in files:
-            if name.startswith(_CHECKSUMS):
-                continue
-            path = os.path.join(folder, name)
-            crc = 0
-            with open(path, 'rb') as f:
-                for chunk in iter(lambda: f.read(1 << 24), b''):
-                    crc = zlib.crc32(chunk, crc)
-            sums[os.path.relpath(path, directory)] = f'{crc:08x}'
-    return sums
-
-
-class Checkpoints:
-    """Orbax checkpoints of the device carry plus the loop's host counters, under workdir/checkpoints."""
-
-    def __init__(self, workdir: str, max_to_keep: Optional[int]):
-        # Synchronous saves: the carry's buffers are donated to the next step right after a save.
-        # Each process keeps its own checkpoints (its seeds are independent of the others').
-        process = jax.process_index()
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=False, enable_async_checkpointing=False,
-            multiprocessing_options=ocp.options.MultiprocessingOptions(
-                primary_host=process, active_processes={process}))
-        name = 'checkpoints' if jax.process_count() == 1 else f'checkpoints/process_{process}'
-        self.directory = os.path.abspath(os.path.join(workdir, name))
-        os.makedirs(self.directory, exist_ok=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
-
-    def latest_step(self) -> Optional[int]:
-        return self.manager.latest_step()
-
-    def save(self, step: int, carry: Carry, host: Dict[str, np.ndarray], meta: Dict) -> None:
-        """Writes checkpoint `step` (atomically, by orbax) and then its file checksums.
-
-        Arrays are saved as host (numpy) copies: they belong to this process only, and restore
-        places them on whatever devices the resumed run uses.
-        """
-        self.manager.save(step, args=ocp.args.Composite(
-            carry=ocp.args.StandardSave(jax.device_get(carry)), host=ocp.args.StandardSave(host),
-            meta=ocp.args.JsonSave(meta)))
-        path = os.path.join(self.directory, str(step), _CHECKSUMS)
-        checksums = _file_checksums(os.path.dirname(path))
-        with open(path + '.tmp', 'w') as f:
-            json.dump(checksums, f)
-        os.replace(path + '.tmp', path)
-
-    def _damaged(self, step: int) -> Optional[str]:
-        """Why checkpoint `step` fails its checksums, or None (also when it has none yet)."""
-        directory = os.path.join(self.directory, str(step))
-        try:
-            with open(os.path.join(directory, _CHECKSUMS)) as f:
-                expected = json.load(f)
-        except (OSError, ValueError):
-            return None
-        actual = _file_checksums(directory)
-        changed = sorted(set(expected.items()) ^ set(actual.items()))
-        return f'{len(changed)} file(s) changed or missing, e.g. {changed[0][0]}' if changed else None
-
-    def restore(self, step: int, carry: Carry, host: Dict[str, np.ndarray]):
-        """(carry, host) of checkpoint `step` as numpy arrays shaped like the templates given."""
-        abstract = lambda tree: jax.tree.map(lambda x: np.empty(x.shape, x.dtype), tree)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            carry=ocp.args.StandardRestore(abstract(carry)),
-            host=ocp.args.StandardRestore(abstract(host)), meta=ocp.args.JsonRestore()))
-        return restored['carry'], restored['host']
-
-    def restore_latest(self, carry: Carry, host: Dict[str, np.ndarray]):
-        """The newest readable checkpoint as (carry, host), or None when there is none.
-
-        Unreadable (corrupt) checkpoints are reported on stderr and, once an older one has been
-        read, moved to checkpoints_corrupt/ so that the run can write those steps again. When
-        none is readable nothing is moved and UsageError is raised.
-        """
-        steps = sorted(self.manager.all_steps(), reverse=True)
-        corrupt = []
-        for step in steps:
-            reason = self._damaged(step)
-            if reason is None:
-                try:
-                    restored = self.restore(step, carry, host)
-                except Exception as err:  # pylint: disable=broad-except
-                    reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
-            if reason is not None:
-                print(f'warning: checkpoint {step} in {self.directory} is unreadable ({reason})',
-                      file=sys.stderr, flush=True)
-                corrupt.append(step)
-                continue
-            for bad in corrupt:
-                aside = os.path.join(os.path.dirname(self.directory), 'checkpoints_corrupt')
-                os.makedirs(aside, exist_ok=True)
-                shutil.move(os.path.join(self.directory, str(bad)), os.path.join(aside, str(bad)))
-                print(f'warning: moved checkpoint {bad} to {aside}; resuming from step {step}',
-                      file=sys.stderr, flush=True)
-            if corrupt:
-                self.manager.reload()
-            return restored
-        if corrupt:
-            raise UsageError(f'no readable checkpoint in {self.directory} (steps {corrupt} are '
-                             f'corrupt): use --overwrite to start the run again')
-        return None
-
-    def close(self) -> None:
-        self.manager.close()
-
-
 def device_name() -> str:
     """'<platform>:<device kind>' of the first device: 'cpu:cpu', 'gpu:NVIDIA H100 80GB HBM3'."""
     device = jax.devices()[0]
@@ -458,13 +294,18 @@ def seed_sharding(num_seeds: int) -> Optional[NamedSharding]:
 
 
 def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int], Any],
-          workdir: str) -> List[Dict]:
-    """Trains loop.num_seeds agents and writes the run files; resumes from workdir/checkpoints.
+          workdir: str, record: Optional[Dict] = None) -> List[Dict]:
+    """Trains loop.num_seeds agents and writes the run files; resumes from workdir's checkpoints.
 
     env: a psrl_jax.envs environment with one env per seed (closed on return); make_eval_env(
-    num_envs, seed) builds the evaluation environments. Returns the summary dict of every seed
-    (also written as summary.json). Raises Stopped after checkpointing when stopped by
-    SIGTERM/SIGINT, and TrainingDiverged (without checkpointing) when anything becomes non-finite.
+    num_envs, seed) builds the evaluation environments. record: the run's config and flags, written
+    as config.json once the checkpoints are known to continue this run (process 0 passes it).
+    Returns the summary dict of every seed (also written as summary.json, before the last
+    checkpoint). Raises UsageError, having written nothing, when the checkpoints cannot continue
+    the run; Stopped after checkpointing when stopped by SIGTERM/SIGINT; TrainingDiverged (without
+    checkpointing) when anything becomes non-finite. Out of memory (jax.errors.JaxRuntimeError,
+    RESOURCE_EXHAUSTED) or disk space (OSError, run_files.NO_SPACE) propagates as raised, leaving
+    the complete checkpoints as they are.
     """
     n = loop.num_seeds
     seed_dirs = loop.seed_dirs(workdir)
@@ -472,63 +313,60 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
     frame_shape = env.observation_shape[:2] + (frame_channels,)
     sharding = seed_sharding(n)
     place = lambda tree: jax.device_put(tree, sharding)   # sharding None: the default device
-    collect, learn, first_action = make_step_functions(agent)
-    carry = place(init_carry(agent, seed_keys(loop.seed, n), frame_shape))
-    checkpoints = Checkpoints(workdir, loop.max_to_keep)
-
-    # Where the run stands: agent steps done, and the host-side state a checkpoint restores.
     total = loop.agent_steps(loop.total_steps)
     learning_starts = max(loop.agent_steps(loop.learning_starts),
                           agent.replay.lookahead + agent.replay.stack + 1)
-    host = host_template(agent, n, env.observation_shape)
-    try:
-        restored = checkpoints.restore_latest(carry, host)
-    except UsageError:
-        checkpoints.close()
-        env.close()
-        raise
-    if restored is not None:
-        carry, host = place(restored[0]), restored[1]
-        # The emulator state is not saved: the episode in flight ends here as a truncation.
-        truncate = jax.jit(jax.vmap(lambda b, f, a: replay.truncate(b, agent.replay, f, a)))
-        final_frames = place(host['observation'][..., -frame_channels:])
-        carry = carry.replace(replay=truncate(carry.replay, final_frames, place(host['action'])))
-    step = int(host['step'])
-    if step > total:
-        raise UsageError(f'{workdir} holds a run at step {step * loop.action_repeat}, beyond '
-                         f'--total_steps={loop.total_steps}: use a larger --total_steps')
-    if step == total:
-        print(f'{workdir} is already finished at step {loop.total_steps}', flush=True)
-        env.close()
-        checkpoints.close()
-        return [json.load(open(os.path.join(d, 'summary.json'))) for d in seed_dirs]
-    if restored is not None:
-        print(f'resuming {workdir} from step {step * loop.action_repeat}', flush=True)
-    logs = RunLogs(seed_dirs, step * loop.action_repeat)
-    wall_offset = float(host['wall_seconds'])
-    start_time = time.time()
-    eval_key = jax.random.PRNGKey(loop.seed + 7919)
 
-    observation, first = env.reset(), np.ones(n, bool)
-    carry, actions = first_action(carry, place(observation), step)
-    actions = np.asarray(actions)
-    game_returns: List[List[float]] = [[] for _ in range(n)]
-    interval_start, interval_time = step, time.time()
-    last_eval: Optional[np.ndarray] = None
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(env.close)
+        checkpoints = Checkpoints(workdir, loop.max_to_keep)
+        cleanup.callback(checkpoints.close)
 
-    def env_steps(agent_steps: int) -> int:
-        return min(agent_steps * loop.action_repeat, loop.total_steps)
+        # Where the run stands: agent steps done, and the host-side state a checkpoint restores.
+        template = jax.eval_shape(lambda: init_carry(agent, seed_keys(loop.seed, n), frame_shape))
+        host = host_template(agent, n, env.observation_shape)
+        restored = checkpoints.restore_latest(template, host)
+        step = 0 if restored is None else int(restored[1]['step'])
+        if step > total:
+            raise UsageError(f'{workdir} holds a run at step {step * loop.action_repeat}, beyond '
+                             f'--total_steps={loop.total_steps}: use a larger --total_steps')
+        if step == total:
+            print(f'{workdir} is already finished at step {loop.total_steps}', flush=True)
+            return [json.load(open(os.path.join(d, 'summary.json'))) for d in seed_dirs]
+        if record is not None:   # the run goes ahead: its files may change from here on
+            run_files.write_json(os.path.join(workdir, 'config.json'), record)
+        collect, learn, first_action = make_step_functions(agent)
+        if restored is None:
+            carry = place(init_carry(agent, seed_keys(loop.seed, n), frame_shape))
+        else:
+            carry, host = place(restored[0]), restored[1]
+            # The emulator state is not saved: the episode in flight ends here as a truncation.
+            truncate = jax.jit(jax.vmap(lambda b, f, a: replay.truncate(b, agent.replay, f, a)))
+            final_frames = place(host['observation'][..., -frame_channels:])
+            carry = carry.replace(replay=truncate(carry.replay, final_frames,
+                                                  place(host['action'])))
+            print(f'resuming {workdir} from step {step * loop.action_repeat}', flush=True)
+        logs = run_files.RunLogs(seed_dirs, step * loop.action_repeat)
+        cleanup.callback(logs.close)
+        wall_offset = float(host['wall_seconds'])
+        start_time = time.time()
+        eval_key = jax.random.PRNGKey(loop.seed + 7919)
 
-    def due(every: int) -> bool:
-        return step == total or (every > 0 and env_steps(step) // every
-                                 > env_steps(step - 1) // every)
+        observation, first = env.reset(), np.ones(n, bool)
+        carry, actions = first_action(carry, place(observation), step)
+        actions = np.asarray(actions)
+        game_returns: List[List[float]] = [[] for _ in range(n)]
+        interval_start, interval_time = step, time.time()
+        last_eval: Optional[np.ndarray] = None
 
-    def close():
-        logs.close()
-        checkpoints.close()
-        env.close()
+        def env_steps(agent_steps: int) -> int:
+            return min(agent_steps * loop.action_repeat, loop.total_steps)
 
-    with _StopRequest() as stop:
+        def due(every: int) -> bool:
+            return step == total or (every > 0 and env_steps(step) // every
+                                     > env_steps(step - 1) // every)
+
+        stop = cleanup.enter_context(_StopRequest())
         while step < total:
             timestep = env.step(actions)
             entry = Entry(observation[..., -frame_channels:], actions, timestep.reward,
@@ -542,7 +380,6 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
                 game_returns[k].append(float(timestep.game_return[k]))
             step += 1
             if not finite.all():
-                close()
                 raise TrainingDiverged(_divergence_message(carry, finite, env_steps(step),
                                                            checkpoints.latest_step(), loop))
 
@@ -566,29 +403,34 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
                      'episodes': len(r)} for r in last_eval])
                 print(f'eval at {env_steps(step)}: return {last_eval.mean():.2f} '
                       f'(+- {last_eval.std():.2f} over {last_eval.size} episodes)', flush=True)
+            if step == total:   # before the last checkpoint, which thus marks a complete run
+                summaries = _write_summaries(agent, loop, seed_dirs, last_eval,
+                                             wall_offset + time.time() - start_time)
             if due(loop.checkpoint_every) or stop.signal is not None:
                 host_now = {'step': np.asarray(step, np.int64),
                             'wall_seconds': np.asarray(wall_offset + time.time() - start_time),
                             'observation': observation, 'first': first, 'action': actions}
                 checkpoints.save(step, carry, host_now, {'env_steps': env_steps(step)})
             if stop.signal is not None:
-                close()
                 raise Stopped(f'stopped by signal {stop.signal} at step {env_steps(step)}; '
                               f'checkpoint saved', stop.signal)
-    close()
-    wall = wall_offset + time.time() - start_time
+    return summaries
+
+
+def _write_summaries(agent: Agent, loop: LoopConfig, seed_dirs: Sequence[str],
+                     returns: np.ndarray, wall: float) -> List[Dict]:
+    """Writes each seed's summary.json from its last evaluation's returns [N, episodes]."""
     summaries = []
     for k, directory in enumerate(seed_dirs):
-        returns = last_eval[k]
-        mean = float(np.mean(returns))
+        mean = float(np.mean(returns[k]))
         hns = (float(evaluation.human_normalized_score(loop.env, mean))
                if evaluation.has_human_score(loop.env) else None)
         summary = {'algorithm': agent.name, 'env': loop.env, 'seed': loop.seed + k,
                    'total_steps': loop.total_steps, 'eval_return_mean': mean,
-                   'eval_return_std': float(np.std(returns)), 'eval_episodes': int(len(returns)),
-                   'human_normalized_score': hns, 'wall_seconds': wall, 'device': device_name()}
-        with open(os.path.join(directory, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
+                   'eval_return_std': float(np.std(returns[k])),
+                   'eval_episodes': int(len(returns[k])), 'human_normalized_score': hns,
+                   'wall_seconds': wall, 'device': device_name()}
+        run_files.write_json(os.path.join(directory, 'summary.json'), summary)
         summaries.append(summary)
     return summaries
 

@@ -1,5 +1,5 @@
 """--coordinator_address starts jax.distributed: two CPU processes each train their half of the
-seeds on their own devices, write their seed folders and keep their own checkpoints."""
+seeds on their own devices, write their seed folders, keep their own checkpoints and lock them."""
 import json
 import os
 import socket
@@ -35,6 +35,9 @@ def test_two_processes_split_the_seeds(tmp_path):
     for p in (0, 1):
         steps = sorted(os.listdir(workdir / 'checkpoints' / f'process_{p}'))
         assert steps == ['160', '80']
+    # Each process locked what it writes: process 0 the run directory, process 1 its own part.
+    for process, lock in zip(processes, ('run.lock', 'process_1.lock')):
+        assert (workdir / lock).read_text().startswith(f'pid {process.pid} on host')
     # Each process reports only its own seeds.
     printed = [[json.loads(line)['seed'] for line in out.splitlines() if line.startswith('{')]
                for out, _ in outputs]

@@ -1,13 +1,20 @@
 """CPU smoke runs of the launchers: every output file of the launcher contract, finite losses,
-resuming with a larger --total_steps, and bad input refused in one line without touching a run."""
+resuming with a larger --total_steps, and every bad input refused in one line without touching a run
+(one table)."""
 import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+from typing import NamedTuple, Optional, Sequence
 
+import numpy as np
 import pytest
+
+from psrl_jax import run_files
+from run_dirs import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUMMARY_KEYS = {'algorithm', 'env', 'seed', 'total_steps', 'eval_return_mean', 'eval_return_std',
@@ -18,8 +25,9 @@ DMC = ['--env=cartpole-swingup', '--learning_starts=1504', '--eval_episodes=1', 
        '--log_every=500', '--config.replay.batch_size=4', '--config.replay.capacity=1000']
 
 
-def launch(module, *args, timeout=900):
+def launch(module, *args, environment=None, timeout=900):
     env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
+    env.update(environment or {})
     return subprocess.run([sys.executable, '-m', f'experiments.{module}', *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -85,27 +93,112 @@ def test_atari_run_continues_with_more_steps_and_is_idempotent_when_finished(ata
     assert len(read_csv(os.path.join(workdir, 'metrics.csv'))) == 4
 
 
-@pytest.mark.parametrize('args,needle', [
-    (['--env=NotAGame'], 'unknown Atari game'),
-    (['--total_steps=0'], '--total_steps must be positive'),
-    (['--learning_starts=500', '--total_steps=400'], '--learning_starts=500 must be below'),
-    (['--config=experiments/configs/atari.py:nope'], "unknown preset 'nope'"),
-    (['--config.psrl.nope=1'], 'unknown config key'),
-    (['--config.replay.n_step=1', '--total_steps=400'], 'different config'),
-    (['--eval_episodes=0'], '--eval_episodes must be positive'),
-    (['--num_seeds=3', '--num_processes=2'], 'must be a multiple of --num_processes'),
-    (['--config.replay.capacity=5'], 'replay capacity must exceed'),
-])
-def test_bad_input_is_one_line_and_leaves_the_run_untouched(atari_run, args, needle):
-    workdir, _ = atari_run
-    before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
-    result = launch('train_atari', *ATARI, f'--workdir={workdir}', *args, timeout=120)
+class BadInput(NamedTuple):
+    """A launch that must be refused: exit status 2, one `error:` line containing `culprit`, no
+    traceback, and its workdir (kind: see bad_input_workdir) left exactly as it was."""
+    name: str
+    args: Sequence[str]
+    culprit: str
+    workdir: str = 'run'
+    launcher: str = 'train_atari'
+    environment: Optional[dict] = None
+
+
+BAD_INPUTS = [
+    BadInput('unknown game', ['--env=NotAGame'], 'unknown Atari game'),
+    BadInput('unknown preset', ['--config=experiments/configs/atari.py:nope'],
+             "unknown preset 'nope'"),
+    BadInput('unknown config key', ['--config.psrl.nope=1'], 'unknown config key'),
+    BadInput('not a number', ['--total_steps=many'], '--total_steps=many'),
+    BadInput('stray argument', ['extra'], 'unexpected arguments: extra'),
+    BadInput('zero steps', ['--total_steps=0'], '--total_steps must be positive'),
+    BadInput('zero episodes', ['--eval_episodes=0'], '--eval_episodes must be positive'),
+    BadInput('learning after the end', ['--learning_starts=500', '--total_steps=400'],
+             '--learning_starts=500 must be below'),
+    BadInput('seeds over processes', ['--num_seeds=3', '--num_processes=2'],
+             'must be a multiple of --num_processes'),
+    BadInput('tiny replay', ['--config.replay.capacity=5'], 'replay capacity must exceed'),
+    BadInput('different run', ['--config.replay.n_step=1', '--total_steps=400'],
+             'different config'),
+    BadInput('fewer steps than done', ['--total_steps=250'], 'beyond --total_steps=250'),
+    BadInput('no readable checkpoint', [], 'no readable checkpoint', workdir='corrupt run'),
+    BadInput('workdir in use', [], 'is in use by pid {pid} on host', workdir='locked run'),
+    BadInput('not a run directory', ['--total_steps=300'], 'is not empty and holds no run',
+             workdir='foreign'),
+    BadInput('workdir is a file', ['--total_steps=300'], 'it is a file', workdir='file'),
+    BadInput('workdir cannot be created', ['--total_steps=300'], 'No such file or directory',
+             workdir='under /proc'),
+    BadInput('read-only file system', [], 'read-only file system', workdir='read-only run'),
+    BadInput('no write permission', [], 'no write permission', workdir='unwritable run'),
+    BadInput('no GL backend', [], 'libosmesa6', workdir='new', launcher='train_dmc',
+             environment={'MUJOCO_GL': 'no-such-backend'}),
+]
+
+
+def corrupt_checkpoints(workdir):
+    """Overwrites every checkpoint's array data with garbage of the same size."""
+    for folder, _, files in os.walk(os.path.join(workdir, 'checkpoints')):
+        if os.path.basename(folder) == 'd':
+            for name in files:
+                path = os.path.join(folder, name)
+                with open(path, 'r+b') as f:
+                    f.write(np.random.default_rng(0).bytes(os.path.getsize(path)))
+
+
+@pytest.fixture
+def bad_input_workdir(request, atari_run, tmp_path, tmpfs):
+    """The workdir of a bad-input case: 'run' (the smoke run; 'corrupt run', 'read-only run',
+    'unwritable run': copies of it; 'locked run': it, locked by this process), 'foreign' (a folder
+    with a file of the user's), 'file', 'under /proc' or 'new' (paths that do not exist)."""
+    kind = request.param
+    run = atari_run[0]
+    if kind in ('run', 'locked run'):
+        if kind == 'locked run':
+            lock = run_files.WorkdirLock(run, run_files.lock_name(0))
+            request.addfinalizer(lock.abandon)
+        return run
+    if kind == 'corrupt run':
+        shutil.copytree(run, tmp_path / 'run')
+        corrupt_checkpoints(tmp_path / 'run')
+        return tmp_path / 'run'
+    if kind == 'read-only run':
+        mount = tmpfs.mount(256)
+        shutil.copytree(run, mount / 'run')
+        tmpfs.read_only(mount)
+        return mount / 'run'
+    if kind == 'unwritable run':
+        if os.geteuid() == 0:
+            pytest.skip('root writes to any folder: the read-only file system case stands in')
+        shutil.copytree(run, tmp_path / 'run')
+        os.chmod(tmp_path / 'run', 0o555)
+        request.addfinalizer(lambda: os.chmod(tmp_path / 'run', 0o755))
+        return tmp_path / 'run'
+    if kind == 'foreign':
+        (tmp_path / 'notes.txt').write_text('mine')
+        return tmp_path
+    if kind == 'file':
+        (tmp_path / 'file').write_text('not a folder')
+        return tmp_path / 'file'
+    return {'under /proc': '/proc/psrl_jax_test', 'new': tmp_path / 'new'}[kind]
+
+
+@pytest.mark.parametrize('case,bad_input_workdir', [(c, c.workdir) for c in BAD_INPUTS],
+                         ids=[c.name for c in BAD_INPUTS], indirect=['bad_input_workdir'])
+def test_bad_input_is_one_line_and_leaves_the_workdir_as_it_was(case, bad_input_workdir):
+    workdir = str(bad_input_workdir)
+    before = snapshot(workdir) if os.path.exists(workdir) else None
+    suite = ATARI if case.launcher == 'train_atari' else DMC
+    result = launch(case.launcher, *suite, f'--workdir={workdir}', *case.args,
+                    environment=case.environment, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1 and needle in errors[0], result.stderr[-2000:]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert case.culprit.format(pid=os.getpid()) in errors[0], errors[0]
     assert 'Traceback' not in result.stderr
-    after = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
-    assert after == before
+    if before is None:
+        assert not os.path.exists(workdir)
+    else:
+        assert snapshot(workdir) == before
 
 
 def test_dmc_smoke_run_writes_the_contract_files(tmp_path):
@@ -116,22 +209,3 @@ def test_dmc_smoke_run_writes_the_contract_files(tmp_path):
                                         'cartpole-swingup', hns_expected=False)
     assert [int(r['step']) for r in evals] == [1000, 2000]
     assert 0 <= summary['eval_return_mean'] <= 1000
-
-
-def test_missing_gl_backend_names_the_debian_packages(tmp_path):
-    workdir = tmp_path / 'run'
-    env = dict(os.environ, MUJOCO_GL='no-such-backend')
-    result = subprocess.run([sys.executable, '-m', 'experiments.train_dmc', f'--workdir={workdir}'],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
-    assert 'libosmesa6' in errors[0] and 'libegl-mesa0' in errors[0]
-    assert not workdir.exists()
-
-
-def test_non_empty_directory_without_a_run_is_refused(tmp_path):
-    (tmp_path / 'notes.txt').write_text('mine')
-    result = launch('train_atari', *ATARI, '--total_steps=300', f'--workdir={tmp_path}',
-                    timeout=120)
-    assert result.returncode == 2 and 'is not empty' in result.stderr
-    assert os.listdir(tmp_path) == ['notes.txt']
