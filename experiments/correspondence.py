@@ -3,7 +3,7 @@
   python -m experiments.correspondence --suite=dmc --env=cheetah-run \
       --config=experiments/configs/dmc.py:psrl --config.psrl.correspondence_resolution=0 ...
 
-Plays random actions in one env of the suite, trains the encoder and C on the agent's L_c alone
+Plays random actions in one env of the suite (episodes one after the other; samples stay inside one), trains the encoder and C on the agent's L_c alone
 (psrl.psrl_loss with CAT and AAT off: the external maps over the horizon and the internal map, on
 frames augmented as the agent augments them) with Adam, and reports C's checks
 (diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain) on held-out frames
@@ -49,35 +49,42 @@ config_flags.DEFINE_config_file('config', None, 'The suite config (file:preset) 
 
 
 def play(suite: str, name: str, frames: int, warmup: int, seed: int):
-    """uint8 [frames, H, W, C] observations of one episode under random actions, and the env."""
+    """uint8 [frames, H, W, C] observations under random actions, their episode numbers [frames]
+    (a new one after every episode end; the reset's pseudo-step is dropped), and the env."""
     env = MAKERS[suite](name, seed)
     rng = np.random.default_rng(seed)
     random_action = lambda: (rng.integers(0, env.num_actions, 1) if env.num_actions is not None
                              else rng.uniform(-1, 1, (1, env.action_dim)))
-    observations = [env.reset()[0]]
-    for step in range(warmup + frames - 1):
+    observations, episodes, episode = [env.reset()[0]], [0], 0
+    while len(observations) < warmup + frames:
         timestep = env.step(random_action())
-        if not timestep.valid[0] or timestep.game_over[0]:
-            raise UsageError(f'the {name} episode ended after {step + 1} random steps: use fewer '
-                             f'--frames or --warmup')
+        if not timestep.valid[0]:   # the first observation of the next episode
+            episode += 1
+            observations[-1], episodes[-1] = timestep.observation[0], episode
+            continue
         observations.append(timestep.observation[0])
+        episodes.append(episode)
     env.close()
-    return np.stack(observations[warmup:]), env
+    return np.stack(observations[warmup:]), np.asarray(episodes[warmup:]), env
 
 
-def subsequences(observations: np.ndarray, length: int) -> np.ndarray:
-    """All windows of `length` consecutive observations: [N - length + 1, length, ...]."""
-    return np.stack([observations[i:i + length] for i in range(len(observations) - length + 1)])
+def subsequences(observations: np.ndarray, episodes: np.ndarray, length: int) -> np.ndarray:
+    """Every window of `length` consecutive observations inside one episode: [n, length, ...]."""
+    starts = [i for i in range(len(observations) - length + 1)
+              if episodes[i] == episodes[i + length - 1]]
+    if not starts:
+        raise UsageError(f'no {length} consecutive frames inside one episode: use more --frames')
+    return np.stack([observations[i:i + length] for i in starts])
 
 
 def run(config, suite: str, name: str) -> dict:
-    observations, env = play(suite, name, FLAGS.frames, FLAGS.warmup, FLAGS.seed)
+    observations, episodes, env = play(suite, name, FLAGS.frames, FLAGS.warmup, FLAGS.seed)
     objective = dataclasses.replace(launch.objective(config, env, suite), cat=False, aat=False,
                                     l1=False)
     length = objective.sequence_length
     split = FLAGS.frames * 3 // 4
-    train = jnp.asarray(subsequences(observations[:split], length))
-    held_out = jnp.asarray(subsequences(observations[split:], max(length, 2)))
+    train = jnp.asarray(subsequences(observations[:split], episodes[:split], length))
+    held_out = jnp.asarray(subsequences(observations[split:], episodes[split:], max(length, 2)))
     key = jax.random.PRNGKey(FLAGS.seed)
     params = psrl.init_params(key, objective, observations.shape[1:])
     optimizer = optax.adam(FLAGS.learning_rate)

@@ -81,3 +81,62 @@ def update_cost(suite: str, preset: str, batch_size: Optional[int] = None) -> Di
             'temp_gb': round(compiled.memory_analysis().temp_size_in_bytes / 1e9, 4),
             'gflops': round(cost['flops'] / 1e9, 3),
             'gbytes': round(cost['bytes accessed'] / 1e9, 4)}
+
+
+# Objective switches whose cost `components` measures, as differences from the full update.
+COMPONENTS = (
+    ('L_c (image-resolution warps, photometric, smoothness; internal map)',
+     dict(correspondence=False, internal=False)),
+    ('internal map (one more C, one more L_r)', dict(internal=False)),
+    ("C's refinement convolutions", dict(correspondence_refinement=False)),
+    ('CAT (feature warp, psi, phi)', dict(cat=False)),
+    ('AAT (G, psi, phi)', dict(aat=False)),
+    ('encoder gradients through z^q_{k+1..k+M}', dict(query_gradients='first')),
+    ('L1 terms', dict(l1=False)),
+)
+
+
+def components(suite: str, batch_size: Optional[int] = None) -> list:
+    """The psrl update's cost, then the part of it each switch of COMPONENTS removes, and the
+    baselines' updates: rows {'what', 'temp_gb', 'gflops', 'gbytes'} (forward and backward inside
+    the jitted update; micro-batches as the config has them for temp_gb, one piece for the rest)."""
+    def measure(preset, **objective):
+        config = CONFIGS[suite].get_config(preset)
+        config.psrl.update(objective)
+        if batch_size is not None:
+            config.replay.batch_size = batch_size
+        spec = SPECS[suite]
+        loop = training.LoopConfig(env=spec.game, seed=0, total_steps=100_000,
+                                   learning_starts=1000, eval_episodes=1, eval_every=0,
+                                   log_every=1000, checkpoint_every=0)
+        memory = compiled_update(launch.build_agent(suite, config, spec, loop), spec)
+        config.agent.microbatches = 1
+        cost = compiled_update(launch.build_agent(suite, config, spec, loop), spec).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return (memory.memory_analysis().temp_size_in_bytes / 1e9, cost['flops'] / 1e9,
+                cost['bytes accessed'] / 1e9)
+
+    full = measure('psrl')
+    rows = [{'what': 'psrl update', 'temp_gb': full[0], 'gflops': full[1], 'gbytes': full[2]}]
+    for what, switches in COMPONENTS:
+        without = measure('psrl', **switches)
+        rows.append({'what': what, **{k: round(f - w, 4) for k, f, w in
+                                      zip(('temp_gb', 'gflops', 'gbytes'), full, without)}})
+    for preset in [p for p in ('spr', 'rainbow', 'drq') if p in CONFIGS[suite].PRESETS]:
+        temp, flops, traffic = measure(preset)
+        rows.append({'what': f'{preset} update', 'temp_gb': temp, 'gflops': flops,
+                     'gbytes': traffic})
+    return rows
+
+
+if __name__ == '__main__':
+    import json, sys   # pylint: disable=multiple-imports
+    suite = sys.argv[1] if len(sys.argv) > 1 else 'atari'
+    batch = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    table = components(suite, batch)
+    print(f'| {suite} (batch {batch or CONFIGS[suite].get_config().replay.batch_size}) | temp GB '
+          f'| GFLOP | GB accessed |\n| --- | --- | --- | --- |')
+    for row in table:
+        print(f"| {row['what']} | {row['temp_gb']:.3f} | {row['gflops']:.2f} | {row['gbytes']:.3f} |")
+    print(json.dumps({'suite': suite, 'batch': batch, 'device': training.device_name(),
+                      'commit': launch.git_commit(), 'rows': table}))

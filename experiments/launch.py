@@ -17,7 +17,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from psrl_jax import checkpoints, psrl, replay, run_files, training
+from psrl_jax import checkpoints, diagnostics, psrl, replay, run_files, training
 from psrl_jax.agents import rainbow, sac
 from psrl_jax.errors import UsageError
 
@@ -132,7 +132,7 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
     """Binds an agent module's pure functions (rainbow or sac) to its config and the replay.
 
     The replay holds subsequences of the objective's length; the importance-sampling exponent is
-    annealed over the run.
+    annealed over the run; objectives with C log its ground-truth checks (psrl_jax.diagnostics).
     """
     objective_config = agent_config.psrl
     steps = loop.agent_steps(loop.total_steps)
@@ -154,7 +154,15 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
         replay=replay_config, action_shape=() if discrete else (env.action_dim,),
         action_dtype=jnp.int32 if discrete else jnp.float32,
         updates_per_step=config.updates_per_step,
-        priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0))
+        priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0),
+        update_period=config.update_period,
+        diagnose=(functools.partial(_correspondence_checks, config=objective_config)
+                  if objective_config.uses_flows else None))
+
+
+def _correspondence_checks(state, batch, key, config):
+    return diagnostics.correspondence_checks(state.params, batch.observation, batch.same_episode,
+                                             key, config)
 
 
 def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.Agent:

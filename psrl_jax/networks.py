@@ -65,7 +65,8 @@ class CorrespondenceModule(nn.Module):
     Soft-argmax over a correlation volume of centred, unit-RMS features (a Pearson correlation in
     [-1, 1]) with a learned inverse temperature beta and a learned prior towards small
     displacements, softmax(beta V - alpha |d|^2), over the displacements that stay inside the map;
-    then a small conv net that sees the volume and the coarse flow refines it (starting at zero).
+    then (refine=True) a small conv net that sees the volume and the coarse flow refines it
+    (starting at zero).
     Without the prior, cells that match many others equally well (a uniform background) take the
     mean of their window, which points inwards from every border: an untrained C then moves Atari
     frames by ~15 px where nothing moved (WORKSPACE_NOTES.md).
@@ -75,6 +76,7 @@ class CorrespondenceModule(nn.Module):
     init_inverse_temperature: float = 10.0
     init_displacement_penalty: float = 2.0     # alpha at the start, in cells^-2
     resolution: int = 0                        # side of the grid C matches on; 0: the features'
+    refine: bool = True                        # the conv refinement of the soft-argmax flow
 
     @nn.compact
     def __call__(self, z_a: jnp.ndarray, z_b: jnp.ndarray) -> jnp.ndarray:
@@ -93,10 +95,11 @@ class CorrespondenceModule(nn.Module):
         log_alpha = self.param('log_displacement_penalty',
                                nn.initializers.constant(jnp.log(self.init_displacement_penalty)),
                                ())
-        coarse = flow_from_volume(volume, r, jnp.exp(log_beta), jnp.exp(log_alpha), valid=inside)
-        x = nn.relu(nn.Conv(self.hidden, (3, 3))(jnp.concatenate([volume, coarse], axis=-1)))
-        x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
-        flow = coarse + nn.Conv(2, (3, 3), kernel_init=nn.initializers.zeros)(x)
+        flow = flow_from_volume(volume, r, jnp.exp(log_beta), jnp.exp(log_alpha), valid=inside)
+        if self.refine:
+            x = nn.relu(nn.Conv(self.hidden, (3, 3))(jnp.concatenate([volume, flow], axis=-1)))
+            x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
+            flow = flow + nn.Conv(2, (3, 3), kernel_init=nn.initializers.zeros)(x)
         return flow if grid == (height, width) else upsample_flow(flow, height, width)
 
 

@@ -50,6 +50,7 @@ class PSRLConfig:
     displacement_penalty: float = 2.0      # C's initial prior towards small flows (cells^-2)
     correspondence_hidden: int = 64
     correspondence_resolution: int = 0     # side of the grid C matches on (0: the feature map's)
+    correspondence_refinement: bool = True  # C's conv refinement of its soft-argmax flow
     transition_hidden: int = 64
     projection_dim: int = 512
     augmentation: Tuple[str, ...] = ('shift', 'intensity')
@@ -115,7 +116,8 @@ def make_modules(config: PSRLConfig) -> Modules:
         correspondence=networks.CorrespondenceModule(
             config.max_displacement, config.correspondence_hidden,
             init_displacement_penalty=config.displacement_penalty,
-            resolution=config.correspondence_resolution),
+            resolution=config.correspondence_resolution,
+            refine=config.correspondence_refinement),
         conv1x1=networks.Conv1x1(),
         transition=networks.TransitionModel(config.num_actions, config.transition_hidden),
         projection=networks.Projection(config.projection_dim),

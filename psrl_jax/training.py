@@ -32,6 +32,8 @@ class Agent(NamedTuple):
     act(state, observations uint8 [B, ...], key, step) -> actions [B]       training policy
     evaluate_act(state, observations, key) -> actions [B]                    evaluation policy
     update(state, batch, weights [B], key) -> (state, priorities [B], metrics dict of scalars)
+    diagnose(state, batch, key) -> dict of scalars, or None: checks logged beside the losses (C's
+        ground truth, psrl_jax.diagnostics), on a replay batch at every log step once learning runs
     """
     name: str
     init: Callable
@@ -43,6 +45,8 @@ class Agent(NamedTuple):
     action_dtype: Any
     updates_per_step: int
     priority_weight: Callable   # agent step -> importance-sampling exponent beta
+    update_period: int = 1      # agent steps between learn steps (others only store and act)
+    diagnose: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +216,21 @@ def make_step_functions(agent: Agent):
     return jax.jit(collect, **donate), jax.jit(learn, **donate), jax.jit(first_action, **donate)
 
 
+def make_diagnose(agent: Agent) -> Optional[Callable]:
+    """Jitted diagnose(carry, key) -> {name: [N]}: agent.diagnose of each seed on a batch of its
+    replay (uniform over its entries), or None when the agent has no diagnose."""
+    if agent.diagnose is None:
+        return None
+
+    def single(state, buffer, key):
+        key_sample, key_check = jax.random.split(key)
+        batch, _, _ = replay.sample(buffer, agent.replay, key_sample, 1.0)
+        return agent.diagnose(state, batch, key_check)
+
+    return jax.jit(lambda carry, key: jax.vmap(single)(
+        carry.agent, carry.replay, jax.random.split(key, carry.key.shape[0])))
+
+
 def _all_finite(tree) -> jnp.ndarray:
     """Per seed: whether every floating leaf of a seed-batched pytree is finite, bool [N]."""
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
@@ -336,6 +355,9 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
         if record is not None:   # the run goes ahead: its files may change from here on
             run_files.write_json(os.path.join(workdir, 'config.json'), record)
         collect, learn, first_action = make_step_functions(agent)
+        diagnose = make_diagnose(agent)
+        diagnose_names = (() if diagnose is None else
+                          tuple(sorted(jax.eval_shape(diagnose, template, jax.random.PRNGKey(0)))))
         if restored is None:
             carry = place(init_carry(agent, seed_keys(loop.seed, n), frame_shape))
         else:
@@ -371,7 +393,8 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
             timestep = env.step(actions)
             entry = Entry(observation[..., -frame_channels:], actions, timestep.reward,
                           timestep.terminal, timestep.truncated, timestep.valid, first)
-            step_fn = learn if step >= learning_starts else collect
+            learns = step >= learning_starts and (step - learning_starts) % agent.update_period == 0
+            step_fn = learn if learns else collect
             carry, actions, finite = step_fn(carry, place(entry), place(timestep.observation),
                                              step + 1)
             actions, finite = jax.device_get((actions, finite))   # the one host round trip
@@ -386,6 +409,12 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
             if due(loop.log_every):
                 fps = (step - interval_start) * loop.action_repeat / (time.time() - interval_time)
                 rows = _metric_rows(carry, game_returns, fps)
+                if diagnose_names:   # NaN until learning starts (every row has the columns)
+                    checks = (jax.device_get(diagnose(carry, jax.random.PRNGKey(step)))
+                              if step > learning_starts else {})
+                    for k, row in enumerate(rows):
+                        row.update({name: float(checks[name][k]) if checks else float('nan')
+                                    for name in diagnose_names})
                 logs.write('metrics.csv', env_steps(step), rows)
                 carry = carry.replace(metric_sums=jax.tree.map(jnp.zeros_like, carry.metric_sums),
                                       metric_count=jnp.zeros_like(carry.metric_count))

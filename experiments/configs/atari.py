@@ -28,5 +28,6 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         priority_exponent=0.5, priority_weight_start=0.4, priority_weight_end=1.0,
     ))
     config.updates_per_step = 2    # SPR's replay ratio 64 at batch 32
+    config.update_period = 1       # agent steps between learning steps
     config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset)
     return config

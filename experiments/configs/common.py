@@ -26,6 +26,7 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         displacement_penalty=2.0,  # C's initial prior towards small flows, alpha |d|^2 (cells)
         correspondence_hidden=64,
         correspondence_resolution=0,   # C matches on the encoder's final map
+        correspondence_refinement=True,   # C refines its soft-argmax flow with 3 convolutions
         transition_hidden=64,
         projection_dim=512,
         query_gradients='all',     # z^q_{k+i} that pass gradients to the encoder: 'all' or 'first'

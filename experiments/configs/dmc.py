@@ -31,6 +31,7 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         priority_exponent=0.0, priority_weight_start=1.0, priority_weight_end=1.0,
     ))
     config.updates_per_step = 1
+    config.update_period = 1       # agent steps between learning steps
     # C matches on the 35x35 feature map resized to 18x18 (cells of 4.7 px): a 2-cell window
     # reaches +-9 pixels, as 4 cells of 35x35 did, at a ninth of the volume and of C's
     # refinement convolutions; its flow is up-sampled back to 35x35 (WORKSPACE_NOTES.md). A weaker

@@ -34,6 +34,7 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
         priority_exponent=0.5, priority_weight_start=0.4, priority_weight_end=1.0,
     ))
     config.updates_per_step = 1
+    config.update_period = 1       # agent steps between learning steps
     # Objects move about one cell a step: C matches within +-2 cells of the 10x10 map (the frames
     # L_r warps are the grids themselves); C, G and psi are sized to the 16-channel map.
     config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset,
