@@ -15,6 +15,8 @@ import optax
 
 from psrl_jax import networks, psrl, transforms
 
+_PRIORITY_FLOOR = 1e-6   # SPR's (rlpyt's) EPS: priorities are clamped to [EPS, 1 / EPS]
+
 
 @dataclasses.dataclass(frozen=True)
 class RainbowConfig:
@@ -141,13 +143,25 @@ def project_distribution(probabilities: jnp.ndarray, returns: jnp.ndarray, disco
     return jnp.sum(probabilities[:, :, None] * weights, axis=1)
 
 
+def priorities(target_distribution: jnp.ndarray, log_probabilities: jnp.ndarray) -> jnp.ndarray:
+    """SPR's replay priorities: KL(target || predicted) of the taken action's C51 distribution.
+
+    target_distribution, log_probabilities: [B, atoms]. As mila-iqia/spr (src/algos.py,
+    dist_rl_loss) and rlpyt's CategoricalDQN: the target is clamped to [1e-6, 1] and the KL to
+    [1e-6, 1e6], so a learned transition keeps a small positive priority. Returns [B].
+    """
+    target = jnp.clip(target_distribution, _PRIORITY_FLOOR, 1.0)
+    divergence = jnp.sum(target * (jnp.log(target) - log_probabilities), axis=-1)
+    return jnp.clip(divergence, _PRIORITY_FLOOR, 1.0 / _PRIORITY_FLOOR)
+
+
 def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
            config: RainbowConfig) -> Tuple[RainbowState, jnp.ndarray, Dict[str, jnp.ndarray]]:
     """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
 
-    weights: importance weights [B]. Returns the new state, the new priorities [B] (the C51
-    cross-entropy, as SPR) and the metrics (loss_rl, loss_sim, loss_c, PSRL terms, q_mean,
-    grad_norm).
+    weights: importance weights [B]. Returns the new state, the new priorities [B] (`priorities`:
+    the KL divergence of the C51 target from the prediction, as SPR) and the metrics (loss_rl,
+    loss_sim, loss_c, PSRL terms, q_mean, grad_norm).
     """
     pc = config.psrl
     seq = pc.sequence_length
@@ -185,9 +199,9 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
             metrics.update(aux_metrics)
         else:
             metrics.update(loss_sim=jnp.zeros(()), loss_c=jnp.zeros(()))
-        return jnp.mean(weights * (cross_entropy + auxiliary)), (cross_entropy, metrics)
+        return jnp.mean(weights * (cross_entropy + auxiliary)), (log_probabilities, metrics)
 
-    grads, (cross_entropy, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, (log_probabilities, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1
@@ -200,4 +214,4 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     metrics['grad_norm'] = optax.global_norm(grads)
     new_state = RainbowState(params=params, target_params=target, opt_state=opt_state,
                              updates=count)
-    return new_state, jax.lax.stop_gradient(cross_entropy), metrics
+    return new_state, priorities(target_distribution, log_probabilities), metrics
