@@ -23,7 +23,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from psrl_jax import evaluation, replay
+from psrl_jax import replay
+from psrl_jax.evaluation import scores as evaluation
 from psrl_jax.errors import UsageError
 
 
