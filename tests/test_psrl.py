@@ -1,4 +1,5 @@
-"""The PSRL objective: where gradients go, what each switch removes, masking, presets, jit."""
+"""The PSRL objective: where gradients go, what each switch removes, masking, presets, jit, and its
+values and gradients against the float64 numpy reference (tests/numpy_reference.py)."""
 import dataclasses
 
 import jax
