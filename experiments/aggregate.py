@@ -17,22 +17,30 @@ separate globs by commas), groups runs by algorithm and suite, and writes to --o
   dmc_learning_curves.png, dmc_losses.png.
 Benchmark games and tasks without runs are listed; aggregates over fewer than the 26 games are
 labelled partial. --reference prints the paper's own aggregates and DMControl tables and exits.
-The tables, metrics and plots live in psrl_jax.evaluation; this file only orchestrates them.
+Scores, run loading, aggregates and table rows come from psrl_jax.evaluation; the report's text,
+figures and files are made here.
 """
 
+import csv
+import functools
+import math
 import os
 import sys
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use('Agg')
 
+import matplotlib.figure  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from psrl_jax import evaluation as ev  # noqa: E402
+from psrl_jax.envs.atari import ATARI_100K_GAMES  # noqa: E402
 from psrl_jax.errors import UsageError  # noqa: E402
+from psrl_jax.evaluation import aggregates, runs as run_folders, scores, tables  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('runs', [], 'Glob of run folders (repeatable, or comma-separated).')
@@ -42,17 +50,243 @@ flags.DEFINE_integer('reps', 2000, 'Bootstrap replications for the confidence in
 flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap (same seed, same intervals).')
 
 
-def collect_runs(values: Sequence[str]) -> tuple[list[ev.RunResult], list[str]]:
+# Display names of the aggregate metrics.
+METRIC_TITLES = {'mean': 'Mean', 'median': 'Median', 'iqm': 'IQM',
+                 'optimality_gap': 'Optimality gap'}
+
+
+# ----------------------------------------------------------------------------------------------
+# Text and files.
+
+
+def fmt_number(value, digits: int) -> str:
+    """`value` with `digits` decimals; '-' for None, NaN and infinities."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return '-'
+    return f'{value:.{digits}f}'
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; cells are str()-ed, numbers right-aligned."""
+    def cell(x):
+        return str(x).replace('|', '\\|')
+    align = ['---:' if rows and isinstance(rows[0][i], (int, float)) else '---'
+             for i in range(len(header))]
+    lines = ['| ' + ' | '.join(map(cell, header)) + ' |', '| ' + ' | '.join(align) + ' |']
+    lines += ['| ' + ' | '.join(map(cell, row)) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+    """Writes dict rows (keys of the first row as columns; None -> empty cell)."""
+    columns = list(rows[0]) if rows else []
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ('' if v is None else v) for k, v in row.items()})
+
+
+def format_reference() -> str:
+    """The paper's own numbers: Atari aggregates per method and the DMControl tables."""
+    lines = ['Atari 100k, paper table (26 games, one score per method), human-normalized:',
+             f'{"method":<10} {"mean":>7} {"median":>7} {"IQM":>7} {"opt.gap":>7}']
+    for method, agg in aggregates.paper_atari_aggregates().items():
+        lines.append(f'{method:<10} ' + ' '.join(f'{agg[m]:>7.3f}' for m in aggregates.METRICS))
+    for budget in scores.DMC_BUDGETS:
+        table = scores.paper_dmc_scores(budget)
+        methods = list(table)
+        lines += ['', f'DMControl {budget} steps, paper table (mean +- std of the return):',
+                  f'{"task":<18} ' + ' '.join(f'{m:>10}' for m in methods)]
+        for task in scores.DMC_TASKS:
+            cells = [f'{table[m][task][0]:.0f}+-{table[m][task][1]:.0f}' for m in methods]
+            lines.append(f'{task:<18} ' + ' '.join(f'{c:>10}' for c in cells))
+    return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots. Learning curves use matplotlib's Figure API (no pyplot state); rliable's interval plot
+# makes its figure with pyplot, so save_figure also closes it there.
+
+
+
+def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]):
+    """Mean and sd over seeds of (steps [T_i], values [T_i]) curves at the steps all share.
+
+    Returns:
+      (steps [T], mean [T], sd [T]) with sd the population sd over seeds (0 for one seed);
+      T = 0 when the seeds share no step.
+    """
+    shared = functools.reduce(np.intersect1d, [np.asarray(s) for s, _ in curves])
+    stacked = np.array([[dict(zip(np.asarray(s).tolist(), np.asarray(v).tolist()))[t]
+                         for t in shared.tolist()] for s, v in curves]).reshape(len(curves), -1)
+    return shared, stacked.mean(axis=0), stacked.std(axis=0)
+
+
+def _grid(n: int, ncols: int = 4, width: float = 3.6, height: float = 2.6):
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig = matplotlib.figure.Figure(figsize=(width * ncols, height * nrows), layout='constrained')
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _step_axis(ax) -> None:
+    """At most five ticks on the step axis, written as 50k, 1.5M."""
+    def label(x, _):
+        if abs(x) >= 1e6:
+            return f'{x / 1e6:g}M'
+        return f'{x / 1e3:g}k' if abs(x) >= 1e3 else f'{x:g}'
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(label))
+    ax.set_xlabel('environment step')
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend above all panels (per-panel legends are slow to place and repeat)."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    labels = sorted(entries, key=lambda k: ('(paper)' in k, k))  # Ours first, paper last.
+    if labels:
+        fig.legend([entries[k] for k in labels], labels, loc='outside upper center',
+                   ncols=min(len(labels), 6), fontsize=9)
+
+
+def _color(algorithms: Sequence[str], algorithm: str):
+    return matplotlib.colormaps['tab10'](sorted(algorithms).index(algorithm) % 10)
+
+
+def plot_learning_curves(runs: Sequence[run_folders.RunResult],
+                         reference: Mapping[str, float] | None = None,
+                         reference_label: str = 'PSRL (paper)') -> matplotlib.figure.Figure:
+    """Evaluation return vs environment step, one panel per env, one line per algorithm.
+
+    The line is the mean over seeds (band: +- sd) at the steps every seed evaluated; seeds are
+    drawn faintly; one legend above the panels. `reference` (env -> score) adds a dashed line,
+    e.g. the paper's PSRL score.
+    """
+    groups = run_folders.group_runs([r for r in runs if r.eval_curve], lambda r: (r.env, r.algorithm))
+    envs = sorted({e for e, _ in groups})
+    algorithms = sorted({a for _, a in groups})
+    fig, axes = _grid(max(1, len(envs)))
+    for ax, env in zip(axes, envs):
+        for algorithm in algorithms:
+            curves = [(r.eval_curve['step'], r.eval_curve['return_mean'])
+                      for r in groups.get((env, algorithm), [])
+                      if 'step' in r.eval_curve and 'return_mean' in r.eval_curve]
+            if not curves:
+                continue
+            color = _color(algorithms, algorithm)
+            for steps, values in curves:
+                ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+            steps, mean, sd = mean_curve(curves)
+            ax.plot(steps, mean, color=color, marker='.', label=algorithm)
+            if len(curves) > 1:
+                ax.fill_between(steps, mean - sd, mean + sd, color=color, alpha=0.15)
+        if reference and env in reference:
+            ax.axhline(reference[env], color='k', linestyle='--', linewidth=1,
+                       label=reference_label)
+        ax.set_title(env)
+        _step_axis(ax)
+        ax.set_ylabel('eval return')
+    _figure_legend(fig, axes)
+    if not envs:
+        axes[0].text(0.5, 0.5, 'no eval.csv found', ha='center', va='center')
+    return fig
+
+
+def plot_loss_curves(runs: Sequence[run_folders.RunResult]) -> matplotlib.figure.Figure:
+    """Training losses from metrics.csv: one row per env, one column per `loss*` column,
+    one line per algorithm (mean over seeds at shared steps)."""
+    runs = [r for r in runs if 'step' in r.train_curve]
+    losses = sorted({c for r in runs for c in r.train_curve if c.startswith('loss')})
+    groups = run_folders.group_runs(runs, lambda r: (r.env, r.algorithm))
+    envs = sorted({e for e, _ in groups})
+    algorithms = sorted({a for _, a in groups})
+    ncols = max(1, len(losses))
+    fig, axes = _grid(max(1, len(envs)) * ncols, ncols=ncols, height=2.2)
+    axes = axes.reshape(-1, ncols)
+    for row, env in zip(axes, envs):
+        for ax, loss in zip(row, losses):
+            for algorithm in algorithms:
+                curves = [(r.train_curve['step'], r.train_curve[loss])
+                          for r in groups.get((env, algorithm), []) if loss in r.train_curve]
+                if curves:
+                    steps, mean, _ = mean_curve(curves)
+                    ax.plot(steps, mean, color=_color(algorithms, algorithm), label=algorithm)
+            ax.set_title(f'{env}: {loss}', fontsize=9)
+            _step_axis(ax)
+    _figure_legend(fig, axes.ravel())
+    if not envs or not losses:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].text(0.5, 0.5, 'no losses in metrics.csv', ha='center', va='center')
+    return fig
+
+
+def plot_aggregate_intervals(intervals: Mapping[str, Mapping[str, tuple[float, float, float]]],
+                             xlabel: str = 'Human-normalized score'):
+    """rliable interval plot: label -> metric -> (point, low, high); one panel per metric."""
+    from rliable import plot_utils  # Imports pyplot and seaborn: only when plotting.
+
+    labels = list(intervals)
+    points = {k: np.array([intervals[k][m][0] for m in aggregates.METRICS]) for k in labels}
+    cis = {k: np.array([[intervals[k][m][1] for m in aggregates.METRICS],
+                        [intervals[k][m][2] for m in aggregates.METRICS]]) for k in labels}
+    height = max(1.6, 0.5 * len(labels))  # Inches; rliable's default is 0.37 per row.
+    fig, axes = plot_utils.plot_interval_estimates(
+        points, cis, [METRIC_TITLES[m] for m in aggregates.METRICS], algorithms=labels,
+        xlabel=xlabel, row_height=height / len(labels), xlabel_y_coordinate=0.11 - 0.65 / height)
+    for i, ax in enumerate(np.atleast_1d(axes)):  # Keep zero-width (one-run) bars in view.
+        lo = min(cis[k][0, i] for k in labels)
+        hi = max(cis[k][1, i] for k in labels)
+        pad = 0.1 * (hi - lo) if hi > lo else 0.05
+        ax.set_xlim(lo - pad, hi + pad)
+    return fig
+
+
+def plot_performance_profiles(score_dict: Mapping[str, np.ndarray], reps: int = 2000,
+                              seed: int = 0) -> matplotlib.figure.Figure:
+    """Performance profiles (fraction of runs with HNS > tau) with bootstrap bands."""
+    from rliable import plot_utils  # Slow import, see plot_aggregate_intervals.
+
+    top = max(float(np.max(v)) for v in score_dict.values())
+    taus = np.linspace(0.0, float(np.clip(np.ceil(top), 2.0, 8.0)), 81)
+    profiles, cis = aggregates.performance_profiles(score_dict, taus, reps=reps, seed=seed)
+    fig = matplotlib.figure.Figure(figsize=(7, 4.5), layout='constrained')
+    ax = fig.subplots()
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=ax,
+                                         xlabel=r'Human-normalized score $(\tau)$')
+    ax.legend(handles=ax.get_lines(), fontsize=8)
+    return fig
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> None:
+    """Saves `fig` as an image and releases it (also from pyplot, when pyplot made it)."""
+    fig.savefig(path, dpi=dpi, bbox_inches='tight')
+    if fig.canvas.manager is not None:
+        import matplotlib.pyplot as plt  # Only figures pyplot created have a manager.
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# The report.
+
+
+def collect_runs(values: Sequence[str]) -> tuple[list[run_folders.RunResult], list[str]]:
     """Loads the runs under the --runs globs; raises UsageError when there are none."""
     patterns = [p.strip() for v in values for p in v.split(',') if p.strip()]
     if not patterns:
         raise UsageError("no runs given: pass --runs 'runs/*' (or --reference)")
-    summaries, unmatched = ev.find_summary_files(patterns)
+    summaries, unmatched = run_folders.find_summary_files(patterns)
     warnings = [f'--runs {p!r} matched nothing' for p in unmatched]
     if not summaries:
         raise UsageError(f'no runs matched --runs {",".join(patterns)}: '
                          'no summary.json at or below the matched paths')
-    runs, load_warnings = ev.load_runs(summaries)
+    runs, load_warnings = run_folders.load_runs(summaries)
     warnings += load_warnings
     if not runs:
         for line in warnings:
@@ -65,25 +299,25 @@ def collect_runs(values: Sequence[str]) -> tuple[list[ev.RunResult], list[str]]:
 def _pm(mean, sd, digits: int = 1) -> str:
     if mean is None:
         return '-'
-    return ev.fmt_number(mean, digits) + ('' if sd is None else f' ± {ev.fmt_number(sd, digits)}')
+    return fmt_number(mean, digits) + ('' if sd is None else f' ± {fmt_number(sd, digits)}')
 
 
 def _ci(row, metric) -> str:
     point, low, high = row[metric], row[f'{metric}_low'], row[f'{metric}_high']
-    return ev.fmt_number(point, 3) + ('' if low is None else f' [{low:.3f}, {high:.3f}]')
+    return fmt_number(point, 3) + ('' if low is None else f' [{low:.3f}, {high:.3f}]')
 
 
 def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str], list[str]]:
     """Writes the Atari tables and figures; returns (markdown, files written, warnings)."""
     files = []
-    rows, warnings = ev.atari_per_game_rows(runs)
+    rows, warnings = tables.atari_per_game_rows(runs)
     path = os.path.join(out, 'atari_per_game.csv')
-    ev.write_csv(rows, path)
+    write_csv(rows, path)
     files.append(path)
 
     header = ['Game', 'Seeds', 'Steps', 'Ours (mean ± sd)', 'Ours HNS'] + \
-        [f'{m} (paper)' for m in ev.ATARI_COMPARE_METHODS] + \
-        [f'HNS {m} (paper)' for m in ev.ATARI_COMPARE_METHODS]
+        [f'{m} (paper)' for m in tables.ATARI_COMPARE_METHODS] + \
+        [f'HNS {m} (paper)' for m in tables.ATARI_COMPARE_METHODS]
     parts = ['## Atari 100k: per-game scores',
              'Return of the final greedy evaluation; mean and sample sd over seeds. '
              'HNS = (score - random) / (human - random).']
@@ -92,52 +326,51 @@ def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str],
         ran = [r for r in mine if r['n_seeds']]
         missing = [r['game'] for r in mine if not r['n_seeds']]
         table = [[r['game'], r['n_seeds'], r['total_steps'], _pm(r['mean'], r['sd']),
-                  ev.fmt_number(r['hns'], 3)] +
-                 [ev.fmt_number(r[f'paper_{m}'], 1) for m in ev.ATARI_COMPARE_METHODS] +
-                 [ev.fmt_number(r[f'paper_hns_{m}'], 3) for m in ev.ATARI_COMPARE_METHODS]
+                  fmt_number(r['hns'], 3)] +
+                 [fmt_number(r[f'paper_{m}'], 1) for m in tables.ATARI_COMPARE_METHODS] +
+                 [fmt_number(r[f'paper_hns_{m}'], 3) for m in tables.ATARI_COMPARE_METHODS]
                  for r in ran]
-        n_bench = sum(1 for r in ran if r['game'] in ev.ATARI_100K_GAMES)
-        parts += [f'### {algorithm} ({n_bench} of {len(ev.ATARI_100K_GAMES)} games)',
-                  ev.markdown_table(header, table),
+        n_bench = sum(1 for r in ran if r['game'] in ATARI_100K_GAMES)
+        parts += [f'### {algorithm} ({n_bench} of {len(ATARI_100K_GAMES)} games)',
+                  markdown_table(header, table),
                   f'Missing (no runs): {", ".join(missing) if missing else "none"}.']
     per_game_md = '\n\n'.join(parts)
 
-    aggregates = ev.atari_aggregates(runs, reps=reps, seed=seed)
+    summary = aggregates.atari_aggregates(runs, reps=reps, seed=seed)
     path = os.path.join(out, 'atari_aggregates.csv')
-    ev.write_csv(aggregates.rows, path)
+    write_csv(summary.rows, path)
     files.append(path)
     header = ['Scope', 'Algorithm', 'Games', 'Runs'] + \
-        [f'{ev.METRIC_TITLES[m]} [95% CI]' for m in ev.METRICS]
+        [f'{METRIC_TITLES[m]} [95% CI]' for m in aggregates.METRICS]
     table = []
-    for r in aggregates.rows:
+    for r in summary.rows:
         scope = r['scope'] + (', partial' if r['partial'] else '')
         table.append([scope, r['algorithm'], r['n_games'], r['n_runs']] +
-                     [_ci(r, m) for m in ev.METRICS])
+                     [_ci(r, m) for m in aggregates.METRICS])
     agg_md = '\n\n'.join([
         '## Atari 100k: aggregate human-normalized scores',
         f'rliable stratified bootstrap, {reps} replications, seed {seed}, percentile 95% '
         'intervals. Scope "common": the games every algorithm ran (the paper\'s numbers over '
         'the same games); "own": an algorithm\'s own games; "all 26": the paper over all '
         'games. "partial": fewer than 26 games.',
-        ev.markdown_table(header, table) if table else 'No aggregate could be computed.',
-        '\n'.join(f'- {n}' for n in aggregates.notes)])
+        markdown_table(header, table) if table else 'No aggregate could be computed.',
+        '\n'.join(f'- {n}' for n in summary.notes)])
 
     figures = []
-    if aggregates.scores:
+    if summary.scores:
         for name, fig in (
-                ('atari_aggregate_intervals.png', ev.plot_aggregate_intervals(
-                    aggregates.intervals)),
-                ('atari_performance_profile.png', ev.plot_performance_profiles(
-                    aggregates.scores, reps=reps, seed=seed))):
+                ('atari_aggregate_intervals.png', plot_aggregate_intervals(
+                    summary.intervals)),
+                ('atari_performance_profile.png', plot_performance_profiles(
+                    summary.scores, reps=reps, seed=seed))):
             figures.append(name)
-            ev.save_figure(fig, os.path.join(out, name))
-    psrl = ev.paper_atari_scores()['PSRL']
+            save_figure(fig, os.path.join(out, name))
+    psrl = scores.paper_atari_scores()['PSRL']
     figures.append('atari_learning_curves.png')
-    ev.save_figure(ev.plot_learning_curves(runs, reference=psrl),
-                   os.path.join(out, figures[-1]))
+    save_figure(plot_learning_curves(runs, reference=psrl), os.path.join(out, figures[-1]))
     if any(r.train_curve for r in runs):
         figures.append('atari_losses.png')
-        ev.save_figure(ev.plot_loss_curves(runs), os.path.join(out, figures[-1]))
+        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
     files += [os.path.join(out, f) for f in figures]
 
     for name, text in (('atari_per_game.md', per_game_md), ('atari_aggregates.md', agg_md)):
@@ -152,12 +385,12 @@ def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str],
 def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
     """Writes the DMControl table and figures; returns (markdown, files written, warnings)."""
     files = []
-    rows, warnings = ev.dmc_per_task_rows(runs)
+    rows, warnings = tables.dmc_per_task_rows(runs)
     path = os.path.join(out, 'dmc_per_task.csv')
-    ev.write_csv(rows, path)
+    write_csv(rows, path)
     files.append(path)
     header = ['Task', 'Seeds', 'Steps', 'Ours (mean ± sd)'] + \
-        [f'{m} (paper)' for m in ev.DMC_COMPARE_METHODS]
+        [f'{m} (paper)' for m in tables.DMC_COMPARE_METHODS]
     parts = ['## DMControl: per-task returns',
              'Return of the final evaluation; mean ± sample sd over seeds, beside the paper at '
              'the budget (100k or 500k environment steps) nearest to the runs\' total_steps.']
@@ -165,11 +398,11 @@ def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
         mine = [r for r in rows if (r['algorithm'], r['budget']) == (algorithm, budget)]
         table = [[r['task'], r['n_seeds'], r['total_steps'], _pm(r['mean'], r['sd'])] +
                  [_pm(r[f'paper_{m}_mean'], r[f'paper_{m}_std'], 0)
-                  for m in ev.DMC_COMPARE_METHODS]
+                  for m in tables.DMC_COMPARE_METHODS]
                  for r in mine if r['n_seeds']]
         missing = [r['task'] for r in mine if not r['n_seeds']]
         parts += [f'### {algorithm}, compared at the paper\'s {budget} budget',
-                  ev.markdown_table(header, table),
+                  markdown_table(header, table),
                   f'Missing (no runs): {", ".join(missing) if missing else "none"}.']
     text = '\n\n'.join(parts)
     path = os.path.join(out, 'dmc_per_task.md')
@@ -179,16 +412,15 @@ def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
 
     budgets = {}
     for r in runs:
-        budgets.setdefault(r.env, set()).add(ev.nearest_dmc_budget(r.total_steps))
-    reference = {env: ev.paper_dmc_scores(b.pop())['PSRL'][env][0]
+        budgets.setdefault(r.env, set()).add(scores.nearest_dmc_budget(r.total_steps))
+    reference = {env: scores.paper_dmc_scores(b.pop())['PSRL'][env][0]
                  for env, b in budgets.items()
-                 if len(b) == 1 and env in ev.DMC_TASKS}
+                 if len(b) == 1 and env in scores.DMC_TASKS}
     figures = ['dmc_learning_curves.png']
-    ev.save_figure(ev.plot_learning_curves(runs, reference=reference),
-                   os.path.join(out, figures[-1]))
+    save_figure(plot_learning_curves(runs, reference=reference), os.path.join(out, figures[-1]))
     if any(r.train_curve for r in runs):
         figures.append('dmc_losses.png')
-        ev.save_figure(ev.plot_loss_curves(runs), os.path.join(out, figures[-1]))
+        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
     files += [os.path.join(out, f) for f in figures]
     images = '\n\n'.join(f'![{f}]({f})' for f in figures)
     return '\n\n'.join([text, images]), files, warnings
@@ -233,7 +465,7 @@ def main(argv):
         if len(argv) > 1:
             raise UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
         if FLAGS.reference:
-            print(ev.format_reference())
+            print(format_reference())
             return
         if FLAGS.reps < 1:
             raise UsageError(f'--reps must be positive, got {FLAGS.reps}')

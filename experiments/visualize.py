@@ -25,8 +25,9 @@ from absl import flags
 from absl import logging
 
 from experiments import launch
-from psrl_jax import evaluation, training, visualization
+from psrl_jax import training, visualization
 from psrl_jax.errors import UsageError
+from psrl_jax.evaluation import runs
 
 # Our own flag set, apart from the launchers' (which define --workdir too).
 _FLAGS = flags.FlagValues()
@@ -114,7 +115,7 @@ def visualize(workdir: str, out: str, pairs: int, warmup: int, seed_index: int,
         raise UsageError(f'--pairs must be >= 1 and --warmup >= 0, got {pairs} and {warmup}')
     record = read_run(workdir)
     env_name = record['flags']['env']
-    suite = evaluation.env_suite(env_name)
+    suite = runs.env_suite(env_name)
     if suite is None:
         raise UsageError(f'{workdir}/config.json names an env of neither suite: {env_name!r}')
     settings = record['config']['psrl']

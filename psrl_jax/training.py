@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from psrl_jax import evaluation, replay, run_files
+from psrl_jax import replay, run_files
 from psrl_jax.checkpoints import Checkpoints
+from psrl_jax.evaluation import scores as evaluation
 from psrl_jax.errors import UsageError
 
 

@@ -1,4 +1,5 @@
-"""Plain numpy references for psrl_jax.transforms and psrl_jax.losses, written from DESIGN.md.
+"""Plain numpy references for psrl_jax.transforms, psrl_jax.losses and the whole PSRL objective,
+written from DESIGN.md and the poster (not from the JAX code).
 
 These follow the "Loss and transform contract" text literally, with explicit loops where that keeps
 the meaning obvious. They are independent of the JAX code on purpose: tests compare the two. All
@@ -200,3 +201,136 @@ def paired_similarity_loss(y_tr, y_pr, y_t, z_tr, z_pr, z_t):
             if z is not None:
                 total = total + l1_loss(z, z_t)
     return total
+
+
+# ------------------------------------------------------------------------------------------------
+# The PSRL objective (psrl.psrl_objective) from the poster's definitions, on given features and
+# flax parameter dicts ({'params': {...}}) read by layer name. Convolutions are flax's: kernels
+# [kh, kw, in, out], 'SAME' zero padding, stride 1, cross-correlation plus bias.
+
+
+def conv2d_same(x, layer):
+    """x [B, H, W, Cin], layer {'kernel': [kh, kw, Cin, Cout], 'bias': [Cout]} -> [B, H, W, Cout]."""
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(layer['kernel'], np.float64)
+    kh, kw = kernel.shape[:2]
+    padded = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    height, width = x.shape[1:3]
+    out = np.zeros(x.shape[:3] + kernel.shape[-1:])
+    for i in range(kh):
+        for j in range(kw):
+            out += padded[:, i:i + height, j:j + width] @ kernel[i, j]
+    return out + np.asarray(layer['bias'], np.float64)
+
+
+def dense(x, layer):
+    """x [B, ...] flattened row-major -> [B, out] with layer {'kernel': [in, out], 'bias'}."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return x @ np.asarray(layer['kernel'], np.float64) + np.asarray(layer['bias'], np.float64)
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def standardize_channels(z):
+    """Pearson normalisation over channels: (z - mean_c) / sqrt(mean_c (z - mean_c)^2 + 1e-6)."""
+    z = np.asarray(z, np.float64)
+    centred = z - z.mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(np.mean(centred ** 2, axis=-1, keepdims=True) + 1e-6)
+
+
+def correspondence_module(params, z_a, z_b, r):
+    """C(z_a, z_b) -> flow c_{a->b} [B, h, w, 2] in cells (networks.CorrespondenceModule).
+
+    V = correlation volume of the channel-standardised features (zero outside z_b); at each cell the
+    coarse flow is the soft-argmax of beta V_k - alpha |d_k|^2 over the displacements d_k that stay
+    inside the map, beta = exp(log_inverse_temperature), alpha = exp(log_displacement_penalty);
+    then flow = coarse + conv3x3(relu(conv3x3(relu(conv3x3([V, coarse]))))).
+    """
+    p = params['params']
+    volume = correlation_volume(standardize_channels(z_a), standardize_channels(z_b), r)
+    beta = np.exp(float(p['log_inverse_temperature']))
+    alpha = np.exp(float(p['log_displacement_penalty']))
+    moves = displacements(r)
+    batch, height, width = volume.shape[:3]
+    coarse = np.zeros((batch, height, width, 2))
+    for y in range(height):
+        for x in range(width):
+            inside = np.array([0 <= y + dy < height and 0 <= x + dx < width for dx, dy in moves])
+            logits = beta * volume[:, y, x] - alpha * (moves ** 2).sum(axis=1)
+            logits = np.where(inside, logits, -np.inf)
+            weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+            coarse[:, y, x] = (weights / weights.sum(axis=1, keepdims=True)) @ moves
+    hidden = relu(conv2d_same(np.concatenate([volume, coarse], axis=-1), p['Conv_0']))
+    hidden = relu(conv2d_same(hidden, p['Conv_1']))
+    return coarse + conv2d_same(hidden, p['Conv_2'])
+
+
+def transition_model(params, z, action, num_actions):
+    """G(Z, a) [B, h, w, C]: the action (one-hot of an int [B], or a vector [B, A]) as constant
+    planes after Z's channels, then conv3x3-relu-conv3x3-relu-conv3x3."""
+    p = params['params']
+    action = np.asarray(action)
+    if num_actions is not None:
+        action = np.eye(num_actions)[action]
+    planes = np.broadcast_to(action[:, None, None, :], z.shape[:3] + action.shape[-1:])
+    hidden = relu(conv2d_same(np.concatenate([z, planes], axis=-1), p['Conv_0']))
+    hidden = relu(conv2d_same(hidden, p['Conv_1']))
+    return conv2d_same(hidden, p['Conv_2'])
+
+
+def psrl_objective(online, target, query, target_features, frames, actions, same_episode, config):
+    """PSRL's per-example loss lambda_sim L_sim + lambda_c L_c -> ([B], {term: [B]}).
+
+    online / target: parameter dicts per module ('correspondence', 'conv1x1', 'projection',
+    'predictor', 'transition'); target supplies conv1x1^t and psi^t. query [B, M+1, h, w, C] =
+    z^q_k .. z^q_{k+M}; target_features [B, T-1, h, w, C] = z^t_{k+1} .. z^t_{k+T-1}; frames
+    [B, T, H, W, c] = I_k .. I_{k+T-1}; actions [B, T-1] (int) or [B, T-1, A]; same_episode bool
+    [B, T]; config: a psrl.PSRLConfig (read as data: switches, weights, r, M + 1, S).
+    Terms: 'external' sum_i L_r(c^ext_{k+i+1->k+i}), 'internal' L_r(c^int_{k->k+M}) (masked as
+    correspondence_terms), and 'cos_tr', 'cos_pr', 'l1_tr', 'l1_pr' averaged over j = 1..S with
+    step j zeroed where o_{k+j} left o_k's episode.
+    """
+    mask = np.asarray(same_episode, np.float64)
+    batch = len(mask)
+    height, width = frames.shape[2:4]
+    r, horizon, steps = config.max_displacement, config.horizon, config.sim_steps
+    flow = lambda a, b: correspondence_module(online['correspondence'], a, b, r)
+    if config.correspondence or config.cat:   # c^ext_{k+i+1->k+i} = C(z^t_{k+i+1}, z^q_{k+i})
+        external = [flow(target_features[:, i], query[:, i]) for i in range(horizon)]
+    terms = {}
+    if config.correspondence:
+        pixels = lambda f: upsample_flow(f, height, width)
+        internal = pixels(flow(query[:, 0], query[:, horizon - 1])) if config.internal else None
+        terms.update(correspondence_terms(frames[:, :horizon + 1], np.stack(
+            [pixels(f) for f in external], axis=1), internal, mask[:, :horizon + 1],
+            config.smoothness_weight))
+    if config.cat or config.aat:
+        conv1x1 = lambda params, z: conv2d_same(z, params['params']['Conv_0'])
+        psi = lambda params, z: dense(z, params['params']['Dense_0'])
+        predict = lambda z: psi(online['predictor'], psi(online['projection'], z))
+        z_pr = conv1x1(online['conv1x1'], query[:, 0])
+        sums = {}
+        for j in range(1, steps + 1):
+            z_t = conv1x1(target['conv1x1'], target_features[:, j - 1])      # Z^t_{k+j}
+            y_t = psi(target['projection'], z_t)
+            step = {}
+            if config.cat:
+                z_tr = warp(conv1x1(online['conv1x1'], query[:, j - 1]), external[j - 1])
+                step['cos_tr'] = cosine_similarity_loss(predict(z_tr), y_t)
+                if config.l1:
+                    step['l1_tr'] = l1_loss(z_tr, z_t)
+            if config.aat:
+                z_pr = transition_model(online['transition'], z_pr, actions[:, j - 1],
+                                        config.num_actions)
+                step['cos_pr'] = cosine_similarity_loss(predict(z_pr), y_t)
+                if config.l1:
+                    step['l1_pr'] = l1_loss(z_pr, z_t)
+            for name, value in step.items():
+                sums[name] = sums.get(name, 0.0) + mask[:, j] * value
+        terms.update({name: value / steps for name, value in sums.items()})
+    loss_c = terms.get('external', np.zeros(batch)) + terms.get('internal', np.zeros(batch))
+    loss_sim = sum((terms[k] for k in ('cos_tr', 'cos_pr', 'l1_tr', 'l1_pr') if k in terms),
+                   np.zeros(batch))
+    return config.lambda_sim * loss_sim + config.lambda_c * loss_c, terms

@@ -1,4 +1,4 @@
-"""End-to-end tests of experiments/aggregate.py on hand-made run folders."""
+"""experiments/aggregate.py: its text and curve helpers, and end to end on hand-made run folders."""
 
 import csv
 import json
@@ -210,3 +210,19 @@ def test_cli_reference_prints_paper_numbers():
                for line in lines)
     assert any(line.startswith('finger-spin') and line.split()[-1] == '961+-121'
                for line in lines)
+
+
+def test_mean_curve_uses_shared_steps():
+    steps, mean, sd = aggregate.mean_curve(
+        [(np.array([0, 10, 20]), np.array([1.0, 2.0, 3.0])),
+         (np.array([0, 10, 20, 30]), np.array([3.0, 4.0, 7.0, 9.0]))])
+    np.testing.assert_array_equal(steps, [0, 10, 20])
+    np.testing.assert_allclose(mean, [2.0, 3.0, 5.0])
+    np.testing.assert_allclose(sd, [1.0, 1.0, 2.0])
+
+
+def test_markdown_table_and_fmt():
+    text = aggregate.markdown_table(['a', 'b'], [['x|y', 1.5]])
+    assert text.splitlines() == ['| a | b |', '| --- | ---: |', '| x\\|y | 1.5 |']
+    assert aggregate.fmt_number(None, 2) == '-' and aggregate.fmt_number(float('nan'), 2) == '-'
+    assert aggregate.fmt_number(0.3385, 3) == '0.339'

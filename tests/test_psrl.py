@@ -1,4 +1,5 @@
-"""The PSRL objective: where gradients go, what each switch removes, masking, presets, jit."""
+"""The PSRL objective: where gradients go, what each switch removes, masking, presets, jit, and its
+values and gradients against the float64 numpy reference (tests/numpy_reference.py)."""
 import dataclasses
 
 import jax
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 
 from psrl_jax import psrl
+
+import numpy_reference
 
 BATCH = 4
 # Small horizon and window keep compilation short on CPU; the structure is the same as the defaults.
@@ -180,3 +183,116 @@ def test_sequence_lengths():
     none = psrl.PSRLConfig(num_actions=4, correspondence=False, cat=False, aat=False,
                            internal=False)
     assert not none.enabled and none.sequence_length == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole objective against tests/numpy_reference.psrl_objective (float64, written from the
+# poster's definitions): values of every term and finite-difference gradients in the features.
+
+FEATURES = (3, 5, 5, 6)            # B, h, w, C
+FRAMES = (10, 10, 1)               # H, W, c: one feature cell is 2 x 2 pixels
+# Example 0 stays in its episode; 1 leaves it after o_{k+2}; 2 after o_{k+1}.
+SAME_EPISODE = np.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]], bool)
+REFERENCE_CASES = {
+    'discrete, S = 1': dict(num_actions=3),
+    'continuous, S = 2': dict(action_dim=2, sim_steps=2),
+    'discrete, S = 3, no internal map': dict(num_actions=3, sim_steps=3, internal=False),
+}
+
+
+def randomized(params, rng):
+    """Every leaf redrawn (kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.1^2)): no zero-initialised
+    layer hides, and C's beta = 3, alpha = 0.5 differ from their initial values."""
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if 'log_inverse_temperature' in name:
+            return jnp.asarray(np.log(3.0), jnp.float32)
+        if 'log_displacement_penalty' in name:
+            return jnp.asarray(np.log(0.5), jnp.float32)
+        scale = 0.1 if leaf.ndim == 1 else np.prod(leaf.shape[:-1]) ** -0.5
+        return jnp.asarray(rng.normal(0.0, scale, leaf.shape), jnp.float32)
+    return jax.tree_util.tree_map_with_path(draw, params)
+
+
+def reference_problem(case, seed=0):
+    """(config, online, target, inputs) of a tiny objective with features given as inputs."""
+    config = psrl.PSRLConfig(horizon=3, max_displacement=2, correspondence_hidden=4,
+                             transition_hidden=4, projection_dim=8, lambda_sim=2.0, lambda_c=3.0,
+                             smoothness_weight=0.1, **REFERENCE_CASES[case])
+    rng = np.random.default_rng(seed)
+    m = psrl.make_modules(config)
+    z = jnp.zeros((1,) + FEATURES[1:])
+    action = (jnp.zeros((1,), jnp.int32) if config.num_actions else jnp.zeros((1, 2)))
+    key = jax.random.PRNGKey(seed)
+    init = {'correspondence': m.correspondence.init(key, z, z), 'conv1x1': m.conv1x1.init(key, z),
+            'projection': m.projection.init(key, z), 'transition': m.transition.init(key, z, action)}
+    init['predictor'] = m.predictor.init(key, jnp.zeros((1, config.projection_dim)))
+    online, target = randomized(init, rng), randomized(init, rng)
+    batch, t = FEATURES[0], config.sequence_length
+    actions = (rng.integers(0, 3, (batch, t - 1)) if config.num_actions
+               else rng.uniform(-1, 1, (batch, t - 1, 2)))
+    inputs = dict(query=rng.uniform(0, 1, (batch, config.num_query) + FEATURES[1:]),
+                  target=rng.uniform(0, 1, (batch, t - 1) + FEATURES[1:]),
+                  frames=rng.uniform(0, 1, (batch, t) + FRAMES), actions=actions,
+                  same_episode=SAME_EPISODE[:, :t])
+    return config, online, target, inputs
+
+
+def jax_objective(config, online, target, inputs):
+    """psrl_objective jitted as a function of (query, target features) -> (loss [B], metrics)."""
+    fn = lambda query, target_features: psrl.psrl_objective(
+        online, target, query, target_features, jnp.asarray(inputs['frames'], jnp.float32),
+        jnp.asarray(inputs['actions']), jnp.asarray(inputs['same_episode']), config)
+    return jax.jit(fn)
+
+
+def numpy_objective(config, online, target, inputs, query):
+    as_numpy = lambda tree: jax.tree.map(np.asarray, tree)
+    return numpy_reference.psrl_objective(
+        as_numpy(online), as_numpy(target), query, inputs['target'], inputs['frames'],
+        inputs['actions'], inputs['same_episode'], config)
+
+
+@pytest.mark.parametrize('case', list(REFERENCE_CASES))
+def test_objective_matches_the_numpy_reference(case):
+    config, online, target, inputs = reference_problem(case)
+    loss, metrics = jax_objective(config, online, target, inputs)(
+        jnp.asarray(inputs['query'], jnp.float32), jnp.asarray(inputs['target'], jnp.float32))
+    expected, terms = numpy_objective(config, online, target, inputs, inputs['query'])
+    np.testing.assert_allclose(np.asarray(loss), expected, rtol=2e-4, atol=1e-5)
+    names = {'external': 'loss_c_external', 'internal': 'loss_c_internal'}
+    if not config.internal:
+        assert 'loss_c_internal' not in metrics and not terms.pop('internal').any()
+    for name, value in terms.items():
+        np.testing.assert_allclose(float(metrics[names.get(name, name)]), value.mean(), rtol=2e-4,
+                                   atol=1e-5, err_msg=name)
+    # The masks matter here: example 2 keeps only step 1 and the first external map.
+    assert terms['external'][2] < terms['external'][0] and np.all(expected != 0)
+
+
+@pytest.mark.parametrize('case', list(REFERENCE_CASES))
+def test_objective_gradients_match_finite_differences_of_the_reference(case):
+    """d(u . loss)/d query along one random direction per map z^q_{k+i} and one over all of them
+    (central differences of the float64 reference, step 1e-6); target features get no gradient."""
+    config, online, target, inputs = reference_problem(case, seed=1)
+    rng = np.random.default_rng(2)
+    u = rng.uniform(0.5, 1.5, FEATURES[0])
+    objective = jax_objective(config, online, target, inputs)
+    scalar = lambda q, t: jnp.sum(jnp.asarray(u, jnp.float32) * objective(q, t)[0])
+    grad_query, grad_target = jax.jit(jax.grad(scalar, argnums=(0, 1)))(
+        jnp.asarray(inputs['query'], jnp.float32), jnp.asarray(inputs['target'], jnp.float32))
+    assert float(jnp.abs(grad_target).max()) == 0.0
+    query = inputs['query']
+    directions = []
+    for i in range(config.num_query):
+        v = np.zeros_like(query)
+        v[:, i] = rng.normal(size=v[:, i].shape)
+        directions.append(v)
+    directions.append(rng.normal(size=query.shape))
+    h = 1e-6
+    f = lambda q: u @ numpy_objective(config, online, target, inputs, q)[0]
+    for i, v in enumerate(directions):
+        numeric = (f(query + h * v) - f(query - h * v)) / (2 * h)
+        analytic = float(np.sum(np.asarray(grad_query, np.float64) * v))
+        np.testing.assert_allclose(analytic, numeric, rtol=2e-3, atol=2e-4,
+                                   err_msg=f'direction {i}')

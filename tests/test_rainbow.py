@@ -1,13 +1,14 @@
-"""Rainbow pieces: C51 projection, schedules, policies, target handling, and that an update learns."""
-import dataclasses
+"""Rainbow pieces: C51 projection, schedules, policies, target handling, the double-Q C51 loss, its
+priorities and the auxiliary objective's inputs against independent references, and learning."""
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from psrl_jax import psrl, replay
+from psrl_jax import networks, psrl, replay
 from psrl_jax.agents import rainbow
 
 SMALL_PSRL = dict(horizon=2, max_displacement=1, projection_dim=16, correspondence_hidden=8,
@@ -19,19 +20,27 @@ PRESETS = {
 }
 
 
-def make_config(preset='psrl', **agent):
-    objective = psrl.PSRLConfig(num_actions=4, **{**SMALL_PSRL, **PRESETS[preset]})
-    return rainbow.RainbowConfig(psrl=objective, hidden=32, **agent)
+def make_config(preset='psrl', exact=False, **agent):
+    """exact: no augmentation and zero noise scales, so an update is a deterministic function of
+    the parameters and the batch (the noisy layers then equal their noise-free means)."""
+    objective = psrl.PSRLConfig(num_actions=4, **{**SMALL_PSRL, **PRESETS[preset]},
+                                **(dict(augmentation=()) if exact else {}))
+    return rainbow.RainbowConfig(psrl=objective, hidden=32, **(dict(noisy_std=0.0) if exact else {}),
+                                 **agent)
 
 
-def make_batch(config, batch=8, seed=0):
+def make_batch(config, batch=8, seed=0, extra=0):
+    """Random observations and actions; T = the objective's sequence length (at least 2) + extra;
+    example 0 leaves its episode after o_{k+1}."""
     rng = np.random.default_rng(seed)
-    t = max(config.psrl.sequence_length, 2)
+    t = max(config.psrl.sequence_length, 2) + extra
+    same_episode = np.ones((batch, t), bool)
+    same_episode[0, 2:] = False
     return replay.Batch(
         observation=jnp.asarray(rng.integers(0, 256, (batch, t, 84, 84, 4)), jnp.uint8),
         action=jnp.asarray(rng.integers(0, 4, (batch, t - 1)), jnp.int32),
         reward=jnp.zeros((batch, t - 1)),
-        same_episode=jnp.ones((batch, t), bool),
+        same_episode=jnp.asarray(same_episode),
         next_observation=jnp.asarray(rng.integers(0, 256, (batch, 84, 84, 4)), jnp.uint8),
         returns=jnp.asarray(rng.uniform(-1, 1, batch), jnp.float32),
         discount=jnp.asarray(rng.choice([0.0, 0.99 ** 10], batch), jnp.float32))
@@ -122,8 +131,7 @@ def test_updates_reduce_the_loss_on_a_fixed_batch(preset):
                             + config.psrl.lambda_c * metrics['loss_c']))
         assert all(np.isfinite(float(v)) for v in metrics.values())
     assert losses[-1] < losses[0]
-    assert priorities.shape == (8,) and float(priorities.min()) >= 0.0
-    np.testing.assert_allclose(float(priorities.mean()), float(metrics['loss_rl']), rtol=1e-5)
+    assert priorities.shape == (8,) and float(priorities.min()) >= 1e-6
     assert int(state.updates) == 6
 
 
@@ -138,10 +146,128 @@ def test_importance_weights_scale_the_gradient():
     np.testing.assert_allclose(float(half['grad_norm']), 0.5 * float(full['grad_norm']), rtol=1e-4)
 
 
-def test_rainbow_preset_has_no_auxiliary_loss():
-    config = make_config('rainbow')
+def head_logits(params, observations, config):
+    """Noise-free atom logits [B, A, atoms] of uint8 observations [B, 84, 84, 4], from the modules."""
+    z = psrl.make_modules(config.psrl).encoder.apply(
+        params['encoder'], jnp.asarray(observations, jnp.float32) / 255.0)
+    head = networks.RainbowHead(config.num_actions, config.num_atoms, config.hidden, 0.0)
+    return head.apply(params['q_head'], z, noisy=False)
+
+
+def c51_reference(online, target, batch, config):
+    """The double-Q C51 update of SPR/Rainbow in numpy (float64).
+
+    a* = argmax_a sum_i z_i p_online(s', a)_i on the bootstrap observation s' = next_observation;
+    m = Phi(returns + discount z, p_target(s', a*)) (C51's projection, discount 0 after a terminal);
+    cross-entropy -sum_i m_i log p_online(s, a)_i at the action taken a = action[:, 0];
+    priority KL(max(m, 1e-6) || p) clamped to [1e-6, 1e6] (SPR's src/algos.py).
+    Returns (cross_entropy [B], priorities [B], m [B, atoms], a* [B]).
+    """
+    atoms = np.linspace(config.v_min, config.v_max, config.num_atoms)
+    logits = lambda params, obs: np.asarray(head_logits(params, obs, config), np.float64)
+    log_softmax = lambda x: x - np.log(np.sum(np.exp(x - x.max(-1, keepdims=True)), -1,
+                                              keepdims=True)) - x.max(-1, keepdims=True)
+    rows = np.arange(len(batch.returns))
+    selector = np.exp(log_softmax(logits(online, batch.next_observation))) @ atoms
+    best = np.argmax(selector, axis=1)
+    evaluated = np.exp(log_softmax(logits(target, batch.next_observation)))[rows, best]
+    m = numpy_projection(evaluated, np.asarray(batch.returns, np.float64),
+                         np.asarray(batch.discount, np.float64), config.v_min, config.v_max,
+                         config.num_atoms)
+    log_p = log_softmax(logits(online, batch.observation[:, 0]))[rows, np.asarray(batch.action[:, 0])]
+    clamped = np.clip(m, 1e-6, 1.0)
+    kl = np.clip(np.sum(clamped * (np.log(clamped) - log_p), axis=1), 1e-6, 1e6)
+    return -np.sum(m * log_p, axis=1), kl, m, best
+
+
+# Adam's first (bias-corrected) step is -lr g / (|g| + eps): with lr = eps = 1e3 it is -g up to a
+# known factor, so an update's parameter change reads out its gradient.
+GRADIENT_READOUT = dict(learning_rate=1e3, adam_eps=1e3, max_grad_norm=1e6)
+
+
+def assert_step_follows_gradient(old, new, loss, config):
+    """new - old == -lr g / (|g| + eps) with g = grad loss(old), on every parameter but the noise
+    scales (whose gradient depends on the noise draw even at zero scale)."""
+    grads = jax.jit(jax.grad(loss))(old)
+    largest = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads))
+    for (path, g), p0, p1 in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(old),
+                                 jax.tree.leaves(new)):
+        if '_sigma' in jax.tree_util.keystr(path):
+            continue
+        g = np.asarray(g, np.float64)
+        expected = -config.learning_rate * g / (np.abs(g) + config.adam_eps)
+        np.testing.assert_allclose(np.asarray(p1, np.float64) - np.asarray(p0, np.float64),
+                                   expected, rtol=1e-3, atol=1e-4 * largest,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def cross_entropy_loss(params, batch, m, weights, config):
+    """mean_b w_b CE(m_b, p_params(s_b, a_b)) as a jax function of params (m held fixed)."""
+    logits = head_logits(params, batch.observation[:, 0], config)
+    log_p = jax.nn.log_softmax(logits[jnp.arange(len(m)), batch.action[:, 0]])
+    return jnp.mean(weights * -jnp.sum(jnp.asarray(m, jnp.float32) * log_p, axis=-1))
+
+
+@pytest.mark.parametrize('target', ['online', 'periodic'])
+def test_double_q_c51_loss_and_priorities_match_the_reference(target):
+    """Online argmax, target evaluation on next_observation, its discount, the action taken,
+    SPR's KL priorities, and a step whose gradient flows only through the prediction (the
+    rainbow preset's whole loss: no auxiliary term)."""
+    config = make_config('rainbow', exact=True, **GRADIENT_READOUT,
+                         **({} if target == 'online' else dict(target_update_period=2)))
     state = rainbow.init(jax.random.PRNGKey(0), config, (84, 84, 4))
     assert set(state.params) == {'encoder', 'q_head'}
-    _, _, metrics = jax.jit(functools.partial(rainbow.update, config=config))(
-        state, make_batch(config), jnp.ones(8), jax.random.PRNGKey(1))
-    assert float(metrics['loss_sim']) == 0.0 and float(metrics['loss_c']) == 0.0
+    if target == 'periodic':
+        state = state.replace(
+            target_params=rainbow.init(jax.random.PRNGKey(1), config, (84, 84, 4)).params)
+    target_params = state.params if target == 'online' else state.target_params
+    batch = make_batch(config, extra=1)
+    weights = jnp.asarray(np.random.default_rng(1).uniform(0.2, 1.0, 8), jnp.float32)
+    new_state, priorities, metrics = jax.jit(functools.partial(rainbow.update, config=config))(
+        state, batch, weights, jax.random.PRNGKey(5))
+    cross_entropy, kl, m, best = c51_reference(state.params, target_params, batch, config)
+    # The batch distinguishes each wire: o_{k+1} is not s', action[:, 1] is not the action taken,
+    # terminal and non-terminal discounts mix, and (periodic) the target's argmax differs.
+    assert not np.array_equal(batch.observation[:, 1], batch.next_observation)
+    assert np.any(batch.action[:, 0] != batch.action[:, 1])
+    assert np.any(batch.discount == 0.0) and np.any(batch.discount > 0.0)
+    if target == 'periodic':
+        target_best = np.argmax(np.asarray(
+            rainbow.q_values(target_params, batch.next_observation, config)), axis=1)
+        assert np.any(target_best != best)
+    np.testing.assert_allclose(float(metrics['loss_rl']), cross_entropy.mean(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(priorities), kl, rtol=1e-4, atol=1e-6)
+    assert np.all(kl < cross_entropy)   # KL = cross-entropy - H(m): the choice is visible
+    assert_step_follows_gradient(state.params, new_state.params,
+                           lambda p: cross_entropy_loss(p, batch, m, weights, config), config)
+
+
+@pytest.mark.parametrize('preset', ['spr', 'psrl'])
+def test_auxiliary_objective_gets_the_sampled_subsequence(preset):
+    """psrl_objective sees z^q of o_k .., z^t of o_{k+1} .. o_{k+T-1}, their newest frames, a_k ..,
+    the episode mask, and is added to the C51 loss under the importance weights."""
+    config = make_config(preset, exact=True, **GRADIENT_READOUT)
+    pc = config.psrl
+    state = rainbow.init(jax.random.PRNGKey(0), config, (84, 84, 4))
+    batch = make_batch(config, extra=1)          # a longer subsequence than the objective needs
+    weights = jnp.asarray(np.random.default_rng(1).uniform(0.2, 1.0, 8), jnp.float32)
+    new_state, _, metrics = jax.jit(functools.partial(rainbow.update, config=config))(
+        state, batch, weights, jax.random.PRNGKey(5))
+    seq = pc.sequence_length
+    observations = jnp.asarray(batch.observation[:, :seq], jnp.float32) / 255.0
+    target = psrl.encode(state.params, observations[:, 1:], pc)
+
+    def objective(params):
+        query = psrl.encode(params, observations[:, :pc.num_query], pc)
+        return psrl.psrl_objective(params, jax.lax.stop_gradient(params), query, target,
+                                   observations[..., -1:], batch.action[:, :seq - 1],
+                                   batch.same_episode[:, :seq], pc)
+
+    _, expected = jax.jit(objective)(state.params)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(metrics[name]), float(value), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    _, _, m, _ = c51_reference(state.params, state.params, batch, config)
+    assert_step_follows_gradient(state.params, new_state.params,
+                           lambda p: (cross_entropy_loss(p, batch, m, weights, config)
+                                      + jnp.mean(weights * objective(p)[0])), config)

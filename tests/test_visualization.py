@@ -13,6 +13,8 @@ import pytest
 
 from psrl_jax import psrl, visualization
 
+import numpy_reference
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'
 
@@ -100,17 +102,20 @@ CONFIG = psrl.PSRLConfig(num_actions=3)
 
 
 def test_external_flows_are_c_of_target_later_and_online_earlier():
+    """c^ext_{k+1->k} = C(z^t_{k+1}, z^q_k): C from its definition (numpy_reference) with the
+    online parameters, on the target encoder's later and the online encoder's earlier features."""
     key_obs, key_online, key_target = jax.random.split(jax.random.PRNGKey(0), 3)
     observations = jax.random.uniform(key_obs, (3, 84, 84, 4))
     online = psrl.init_params(key_online, CONFIG, (84, 84, 4))
     target = psrl.init_params(key_target, CONFIG, (84, 84, 4))
     flows = visualization.external_flows(online, target, observations, CONFIG)
-    modules = psrl.make_modules(CONFIG)
-    z_t = modules.encoder.apply(target['encoder'], observations[1:])
-    z_q = modules.encoder.apply(online['encoder'], observations[:-1])
-    expected = modules.correspondence.apply(online['correspondence'], z_t, z_q)
-    assert flows.shape == (2, 7, 7, 2)
-    np.testing.assert_allclose(flows, expected, rtol=1e-5, atol=1e-5)
+    encoder = psrl.make_modules(CONFIG).encoder
+    z_t = np.asarray(encoder.apply(target['encoder'], observations[1:]))
+    z_q = np.asarray(encoder.apply(online['encoder'], observations[:-1]))
+    expected = numpy_reference.correspondence_module(
+        jax.tree.map(np.asarray, online['correspondence']), z_t, z_q, CONFIG.max_displacement)
+    assert flows.shape == (2, 7, 7, 2) and np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(flows, expected, atol=1e-4)
     swapped = visualization.external_flows(target, online, observations, CONFIG)
     assert not np.allclose(flows, swapped)
 

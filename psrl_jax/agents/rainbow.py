@@ -16,6 +16,8 @@ import optax
 from psrl_jax import networks, psrl, transforms
 from psrl_jax.agents.microbatch import microbatched_grad
 
+_PRIORITY_FLOOR = 1e-6   # SPR's (rlpyt's) EPS: priorities are clamped to [EPS, 1 / EPS]
+
 
 @dataclasses.dataclass(frozen=True)
 class RainbowConfig:
@@ -143,13 +145,25 @@ def project_distribution(probabilities: jnp.ndarray, returns: jnp.ndarray, disco
     return jnp.sum(probabilities[:, :, None] * weights, axis=1)
 
 
+def priorities(target_distribution: jnp.ndarray, log_probabilities: jnp.ndarray) -> jnp.ndarray:
+    """SPR's replay priorities: KL(target || predicted) of the taken action's C51 distribution.
+
+    target_distribution, log_probabilities: [B, atoms]. As mila-iqia/spr (src/algos.py,
+    dist_rl_loss) and rlpyt's CategoricalDQN: the target is clamped to [1e-6, 1] and the KL to
+    [1e-6, 1e6], so a learned transition keeps a small positive priority. Returns [B].
+    """
+    target = jnp.clip(target_distribution, _PRIORITY_FLOOR, 1.0)
+    divergence = jnp.sum(target * (jnp.log(target) - log_probabilities), axis=-1)
+    return jnp.clip(divergence, _PRIORITY_FLOOR, 1.0 / _PRIORITY_FLOOR)
+
+
 def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
            config: RainbowConfig) -> Tuple[RainbowState, jnp.ndarray, Dict[str, jnp.ndarray]]:
     """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
 
-    weights: importance weights [B]. Returns the new state, the new priorities [B] (the C51
-    cross-entropy, as SPR) and the metrics (loss_rl, loss_sim, loss_c, PSRL terms, q_mean,
-    grad_norm).
+    weights: importance weights [B]. Returns the new state, the new priorities [B] (`priorities`:
+    the KL divergence of the C51 target from the prediction, as SPR) and the metrics (loss_rl,
+    loss_sim, loss_c, PSRL terms, q_mean, grad_norm).
     """
     pc = config.psrl
     seq = pc.sequence_length
@@ -196,11 +210,11 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
         else:
             metrics.update(loss_sim=jnp.zeros(()), loss_c=jnp.zeros(()))
         loss = jnp.sum(weights * (cross_entropy + auxiliary)) / batch_size
-        return loss, (cross_entropy, metrics)
+        return loss, (priorities(target_distribution, log_probabilities), metrics)
 
     data = (observations, target_distribution, weights, batch.action, batch.same_episode)
-    grads, cross_entropy, metrics = microbatched_grad(loss_fn, state.params, data,
-                                                      config.microbatches)
+    grads, new_priorities, metrics = microbatched_grad(loss_fn, state.params, data,
+                                                       config.microbatches)
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1
@@ -213,4 +227,4 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     metrics['grad_norm'] = optax.global_norm(grads)
     new_state = RainbowState(params=params, target_params=target, opt_state=opt_state,
                              updates=count)
-    return new_state, jax.lax.stop_gradient(cross_entropy), metrics
+    return new_state, jax.lax.stop_gradient(new_priorities), metrics

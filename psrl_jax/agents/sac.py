@@ -123,6 +123,23 @@ def evaluate_act(state: SACState, observations: jnp.ndarray, key: chex.PRNGKey,
     return jnp.tanh(mean)
 
 
+def soft_target(state: SACState, next_observations: jnp.ndarray, returns: jnp.ndarray,
+                discount: jnp.ndarray, key: chex.PRNGKey, config: SACConfig) -> jnp.ndarray:
+    """The soft Bellman target r + discount (min(Q^t_1, Q^t_2)(s', a') - alpha log pi(a' | s')), [B].
+
+    a' ~ pi(. | s') from the actor on the online encoder's features of s'; the twin target critic
+    reads the target encoder's. next_observations: float [B, H, W, C] in [0, 1] (the n-step
+    bootstrap observations s'); returns, discount: [B] (discount 0 after a terminal). No gradient.
+    """
+    next_action, next_log_prob = sample_action(
+        state.actor, _features(state.params, next_observations, config), key, config)
+    target_q1, target_q2 = _critic(config).apply(
+        state.target_params['critic'], _features(state.target_params, next_observations, config),
+        next_action)
+    soft_value = jnp.minimum(target_q1, target_q2) - jnp.exp(state.log_alpha) * next_log_prob
+    return jax.lax.stop_gradient(returns + discount * soft_value)
+
+
 def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
            config: SACConfig) -> Tuple[SACState, jnp.ndarray, Dict[str, jnp.ndarray]]:
     """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
@@ -137,14 +154,7 @@ def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     next_observations = transforms.augment(key_next_aug, batch.next_observation, pc.augmentation)
     alpha = jnp.exp(state.log_alpha)
 
-    # Soft Bellman target: the target critic on the next observation, the actor on online features.
-    next_action, next_log_prob = sample_action(
-        state.actor, _features(state.params, next_observations, config), key_next, config)
-    target_q1, target_q2 = _critic(config).apply(
-        state.target_params['critic'], _features(state.target_params, next_observations, config),
-        next_action)
-    soft_value = jnp.minimum(target_q1, target_q2) - alpha * next_log_prob
-    target_q = jax.lax.stop_gradient(batch.returns + batch.discount * soft_value)
+    target_q = soft_target(state, next_observations, batch.returns, batch.discount, key_next, config)
     batch_size = weights.shape[0]
 
     def critic_loss_fn(params, data):
