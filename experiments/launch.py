@@ -155,7 +155,7 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
         action_dtype=jnp.int32 if discrete else jnp.float32,
         updates_per_step=config.updates_per_step,
         priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0),
-        update_period=config.update_period,
+        update_period=config.update_period, seed_loop=config.seed_loop,
         diagnose=(functools.partial(_correspondence_checks, config=objective_config)
                   if objective_config.uses_flows else None))
 

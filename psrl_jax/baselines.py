@@ -33,21 +33,26 @@ def constant_policy(action: int) -> Policy:
 
 def baseline_returns(make_eval_env: Callable[[int, int], object], num_actions: int,
                      episodes: int, seed: int) -> Dict:
-    """Mean raw returns of the random policy and of each constant action over `episodes` games.
+    """Raw returns of the random policy and of each constant action over `episodes` games.
 
     make_eval_env(num_envs, seed) builds evaluation envs as the launchers do. Returns {'random':
-    mean, 'constant': [mean per action], 'best_constant_action': a, 'best_constant': mean,
-    'episodes': episodes}.
+    mean, 'random_std', 'constant': [mean per action], 'constant_std': [std per action],
+    'best_constant_action': a, 'best_constant': mean, 'best_constant_std', 'episodes': episodes}
+    (standard deviations over the games).
     """
-    def mean_return(policy: Policy, key: jnp.ndarray) -> float:
+    def returns(policy: Policy, key: jnp.ndarray) -> np.ndarray:
         env = make_eval_env(episodes, seed)
         try:
-            return float(training.evaluate(policy, jnp.zeros((1,)), env, episodes, key).mean())
+            return training.evaluate(policy, jnp.zeros((1,)), env, episodes, key)[0]
         finally:
             env.close()
 
     keys = jax.random.split(jax.random.PRNGKey(seed), num_actions + 1)
-    constant = [mean_return(constant_policy(a), keys[a + 1]) for a in range(num_actions)]
-    best = int(np.argmax(constant))
-    return {'random': mean_return(random_policy(num_actions), keys[0]), 'constant': constant,
-            'best_constant_action': best, 'best_constant': constant[best], 'episodes': episodes}
+    constant = [returns(constant_policy(a), keys[a + 1]) for a in range(num_actions)]
+    random = returns(random_policy(num_actions), keys[0])
+    best = int(np.argmax([r.mean() for r in constant]))
+    return {'random': float(random.mean()), 'random_std': float(random.std()),
+            'constant': [float(r.mean()) for r in constant],
+            'constant_std': [float(r.std()) for r in constant],
+            'best_constant_action': best, 'best_constant': float(constant[best].mean()),
+            'best_constant_std': float(constant[best].std()), 'episodes': episodes}

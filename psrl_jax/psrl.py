@@ -40,6 +40,7 @@ class PSRLConfig:
     sim_steps: int = 1                     # future steps with L_sim
     correspondence: bool = True
     cat: bool = True
+    cat_flow_gradients: bool = True        # L_sim's gradient reaches C through CAT's warp (else stopped)
     aat: bool = True
     internal: bool = True
     l1: bool = True
@@ -54,6 +55,7 @@ class PSRLConfig:
     transition_hidden: int = 64
     projection_dim: int = 512
     augmentation: Tuple[str, ...] = ('shift', 'intensity')
+    augment_per: str = 'frame'             # one augmentation draw per 'frame' stack or per 'sequence'
     query_gradients: str = 'all'           # z^q_{k+i} passing gradients to E^q: 'all' or 'first' (i = 0)
 
     def __post_init__(self):
@@ -65,6 +67,8 @@ class PSRLConfig:
             raise ValueError('the internal map is a term of L_c: internal=True needs correspondence=True')
         if self.horizon < 1 or self.sim_steps < 1:
             raise ValueError('horizon and sim_steps must be >= 1')
+        if self.augment_per not in ('frame', 'sequence'):
+            raise ValueError(f"augment_per must be 'frame' or 'sequence', got {self.augment_per!r}")
         if self.query_gradients not in ('all', 'first'):
             raise ValueError(f"query_gradients must be 'all' or 'first', got {self.query_gradients!r}")
         if self.cat and self.sim_steps > self.horizon:
@@ -229,7 +233,10 @@ def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndar
         z_tr = y_tr = z_pr = y_pr = None
         if config.cat:
             z_q = _merged(lambda x: apply('conv1x1', x), query[:, :steps])
-            z_tr = _merged(transforms.warp, z_q, external[:, :steps])
+            flows = external[:, :steps]
+            if not config.cat_flow_gradients:
+                flows = jax.lax.stop_gradient(flows)
+            z_tr = _merged(transforms.warp, z_q, flows)
             y_tr = project(z_tr)
         if config.aat:
             z = apply('conv1x1', query[:, 0])
@@ -265,12 +272,13 @@ def psrl_loss(online_params: Params, target_params: Params, batch: PSRLBatch, ke
 
     online_params / target_params: dicts from init_params (the target is E^t, conv1x1^t, psi^t: an EMA
     of the online parameters, or the online parameters themselves when tau = 0 as in SPR).
-    batch: PSRLBatch with T = config.sequence_length observations. key: the augmentation draw (every
-    observation is augmented independently with config.augmentation).
+    batch: PSRLBatch with T = config.sequence_length observations. key: the augmentation draw (config.augmentation,
+    one draw per frame stack or per subsequence: config.augment_per).
     Returns (loss [B], metrics) as psrl_objective.
     """
     chex.assert_axis_dimension(batch.observation, 1, config.sequence_length)
-    observations = transforms.augment(key, batch.observation, config.augmentation)
+    observations = transforms.augment(key, batch.observation, config.augmentation,
+                                      config.augment_per)
     query = encode_query(online_params, observations, config)
     target = encode(target_params, observations[:, 1:], config)
     return psrl_objective(online_params, target_params, query, target,

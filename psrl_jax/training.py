@@ -47,6 +47,7 @@ class Agent(NamedTuple):
     updates_per_step: int
     priority_weight: Callable   # agent step -> importance-sampling exponent beta
     update_period: int = 1      # agent steps between learn steps (others only store and act)
+    seed_loop: bool = False     # on a CPU, run the seeds' updates one by one (see over_seeds)
     diagnose: Optional[Callable] = None
 
 
@@ -154,6 +155,25 @@ def _metric_shapes(agent: Agent, states, buffers) -> Dict[str, Any]:
     return jax.eval_shape(one_update, *single)
 
 
+def over_seeds(fn: Callable, loop: bool) -> Callable:
+    """fn mapped over the leading seed axis of its arguments and outputs: vmapped, or (loop=True,
+    on a CPU) a loop over the seeds traced into one program.
+
+    XLA:CPU runs the convolutions of a vmapped update as grouped convolutions: for MinAtar psrl, 5
+    seeds, the loop is 2.3x faster per agent step; for rainbow (one convolution) it is 1.7x slower,
+    slicing and restacking the seeds' parameters and optimizer state (WORKSPACE_NOTES.md, "MinAtar").
+    """
+    if not loop or jax.default_backend() != 'cpu':
+        return jax.vmap(fn)
+
+    def looped(*args):
+        seeds = jax.tree.leaves(args)[0].shape[0]
+        outputs = [fn(*jax.tree.map(lambda x: x[i], args)) for i in range(seeds)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+
+    return looped
+
+
 def make_step_functions(agent: Agent):
     """Jitted per-environment-step functions over the seed axis (the carry is donated).
 
@@ -168,42 +188,35 @@ def make_step_functions(agent: Agent):
         key, key_act = jax.random.split(key)
         return key, agent.act(state, observation[None], key_act, step)[0]
 
-    def collect(carry, entry, next_observation, step):
-        def single(state, buffer, key, entry, observation):
-            buffer = replay.add(buffer, config, *entry)
-            key, action = act(state, key, observation, step)
-            return buffer, key, action
+    update = over_seeds(agent.update, agent.seed_loop)
 
-        buffers, keys, actions = jax.vmap(single)(carry.agent, carry.replay, carry.key, entry,
-                                                  next_observation)
+    def store(buffers, entry):
+        return jax.vmap(lambda buffer, entry: replay.add(buffer, config, *entry))(buffers, entry)
+
+    def collect(carry, entry, next_observation, step):
+        buffers = store(carry.replay, entry)
+        keys, actions = jax.vmap(lambda s, k, o: act(s, k, o, step))(carry.agent, carry.key,
+                                                                      next_observation)
         return carry.replace(replay=buffers, key=keys), actions, jnp.ones(actions.shape[:1], bool)
 
     def learn(carry, entry, next_observation, step):
+        # The replays stay vmapped (updated in place); the updates may loop over the seeds.
         beta = agent.priority_weight(step)
-
-        def single(state, buffer, key, sums, entry, observation):
-            buffer = replay.add(buffer, config, *entry)
-
-            def one_update(inner):
-                state, buffer, key, sums = inner
-                key, key_sample, key_update = jax.random.split(key, 3)
-                batch, indices, weights = replay.sample(buffer, config, key_sample, beta)
-                state, priorities, metrics = agent.update(state, batch, weights, key_update)
-                if config.priority_exponent > 0:
-                    buffer = replay.update_priorities(buffer, config, indices, priorities)
-                sums = {k: sums[k] + metrics[k] for k in sums}
-                return state, buffer, key, sums
-
-            # Unrolled: XLA:CPU runs the update ~4x slower inside a while loop (fori_loop/scan).
-            inner = (state, buffer, key, sums)
-            for _ in range(agent.updates_per_step):
-                inner = one_update(inner)
-            state, buffer, key, sums = inner
-            key, action = act(state, key, observation, step)
-            return state, buffer, key, sums, action
-
-        states, buffers, keys, sums, actions = jax.vmap(single)(
-            carry.agent, carry.replay, carry.key, carry.metric_sums, entry, next_observation)
+        buffers = store(carry.replay, entry)
+        states, keys, sums = carry.agent, carry.key, carry.metric_sums
+        # Unrolled: XLA:CPU runs the update ~4x slower inside a while loop (fori_loop/scan).
+        for _ in range(agent.updates_per_step):
+            keys, key_sample, key_update = jnp.moveaxis(jax.vmap(
+                lambda k: jax.random.split(k, 3))(keys), 1, 0)
+            batch, indices, weights = jax.vmap(
+                lambda buffer, k: replay.sample(buffer, config, k, beta))(buffers, key_sample)
+            states, priorities, metrics = update(states, batch, weights, key_update)
+            if config.priority_exponent > 0:
+                buffers = jax.vmap(lambda buffer, i, p: replay.update_priorities(
+                    buffer, config, i, p))(buffers, indices, priorities)
+            sums = {k: sums[k] + metrics[k] for k in sums}
+        keys, actions = jax.vmap(lambda s, k, o: act(s, k, o, step))(states, keys,
+                                                                      next_observation)
         carry = carry.replace(agent=states, replay=buffers, key=keys, metric_sums=sums,
                               metric_count=carry.metric_count + agent.updates_per_step)
         return carry, actions, _all_finite((states, sums))

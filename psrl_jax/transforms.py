@@ -151,14 +151,25 @@ def random_intensity(key: chex.PRNGKey, images: jnp.ndarray, scale: float = 0.05
     return images * factor.reshape((-1,) + (1,) * (images.ndim - 1))
 
 
-def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequence[str]) -> jnp.ndarray:
+def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequence[str],
+            per: str = 'frame') -> jnp.ndarray:
     """Observations [..., H, W, C] (uint8, or float in [0, 1]) -> float32 in [0, 1], augmented.
 
     augmentations: names applied in order, from 'shift' (pad 4, replicate), 'grid_shift' (pad 1 with
     zeros: a whole-cell move of a MinAtar grid, whose border cells are game objects, not background
     to replicate) and 'intensity' (scale 0.05).
-    Leading axes (batch, time) are flattened so every frame stack gets its own draw, as SPR does.
+    per: 'frame': leading axes (batch, time) are flattened so every frame stack gets its own draw, as
+    SPR does; 'sequence': observations [B, T, H, W, C] get one draw per subsequence b, shared by its
+    T frame stacks (the relative shift between them is zero).
     """
+    if per not in ('frame', 'sequence'):
+        raise ValueError(f"per must be 'frame' or 'sequence', got {per!r}")
+    if per == 'sequence':
+        chex.assert_rank(observations, 5)
+        batch, steps, height, width, channels = observations.shape
+        stacked = jnp.moveaxis(observations, 1, 3).reshape(batch, height, width, steps * channels)
+        images = augment(key, stacked, augmentations).reshape(batch, height, width, steps, channels)
+        return jnp.moveaxis(images, 3, 1)
     lead, frame_shape = observations.shape[:-3], observations.shape[-3:]
     images = observations.reshape((-1,) + frame_shape)
 

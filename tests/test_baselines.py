@@ -27,3 +27,5 @@ def test_constant_and_random_policies_on_breakout():
     assert result['constant'][result['best_constant_action']] == result['best_constant']
     # Breakout gives a point per brick: a random paddle hits the ball now and then.
     assert 0 <= result['random'] < 5
+    assert len(result['constant_std']) == 6 and result['best_constant_std'] >= 0
+    assert result['random_std'] >= 0

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from psrl_jax import psrl
+from psrl_jax import psrl, transforms
 
 import numpy_reference
 
@@ -112,6 +112,42 @@ def test_ablation_gradients_leave_unused_modules_out():
     assert norms(online)['correspondence'] > 0
 
 
+def test_cat_flow_gradients_switch_stops_only_cats_gradient_into_c():
+    # CAT alone (no L_c): C's only gradient is L_sim's through the warp, which the switch stops.
+    cat_only = dict(correspondence=False, internal=False, aat=False)
+    config, params, batch = make(cat_only)
+    online, _ = grads(config, params, batch)
+    assert norms(online)['correspondence'] > 0
+    config, params, batch = make({**cat_only, 'cat_flow_gradients': False})
+    stopped, _ = grads(config, params, batch)
+    assert norms(stopped)['correspondence'] == 0.0
+    for name in ('encoder', 'conv1x1', 'projection', 'predictor'):   # the rest still learns
+        assert norms(stopped)[name] > 0, name
+    # with L_c on, C learns from L_c alone: the gradient equals L_c's (lambda_sim = 0)
+    config, params, batch = make({'cat_flow_gradients': False})
+    stopped, _ = grads(config, params, batch)
+    config, params, batch = make({'lambda_sim': 0.0})
+    lc_only, _ = grads(config, params, batch)
+    for a, b in zip(jax.tree.leaves(stopped['correspondence']),
+                    jax.tree.leaves(lc_only['correspondence'])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize('per', ['frame', 'sequence'])
+def test_loss_augments_its_subsequences_as_augment_per_says(per):
+    config, params, batch = make({'augment_per': per})
+    key = jax.random.PRNGKey(3)
+    loss, _ = psrl_loss(params, params, batch, key, config)
+    augmented = transforms.augment(key, batch.observation, config.augmentation, per)
+    plain = dataclasses.replace(config, augmentation=())   # float frames pass through unchanged
+    expected, _ = psrl_loss(params, params, batch._replace(observation=augmented), key, plain)
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    other = transforms.augment(key, batch.observation, config.augmentation,
+                               {'frame': 'sequence', 'sequence': 'frame'}[per])
+    assert not np.allclose(psrl_loss(params, params, batch._replace(observation=other), key,
+                                     plain)[0], loss, rtol=1e-4)
+
+
 def test_masking_beyond_episode_end():
     """Example 0 leaves its episode after o_k: every term of it must vanish and carry no gradient."""
     same = np.ones((BATCH, 4), bool)
@@ -168,6 +204,7 @@ def test_augmentation_key_changes_loss():
     dict(sim_steps=6),
     dict(horizon=0),
     dict(encoder='resnet'),
+    dict(augment_per='batch'),
 ])
 def test_invalid_configs_are_rejected(kwargs):
     with pytest.raises(ValueError):

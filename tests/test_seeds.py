@@ -16,8 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, LEARNING_STARTS = 24, 18
 
 
-def tiny_agent():
-    """Rainbow on Pong's 6 actions with a small replay: cheap to compile, same loop as any preset."""
+def tiny_agent(seed_loop=False):
+    """Rainbow on Pong's 6 actions with a small replay: cheap to compile, same loop as any preset.
+    seed_loop: the seeds' updates one by one (training.over_seeds), else vmapped."""
     objective = psrl.PSRLConfig(num_actions=6, correspondence=False, cat=False, aat=False,
                                 internal=False, l1=False)
     config = rainbow.RainbowConfig(psrl=objective, hidden=16, epsilon_decay_steps=LEARNING_STARTS)
@@ -29,17 +30,17 @@ def tiny_agent():
         replay=replay.ReplayConfig(capacity=64, stack=4, horizon=1, n_step=3, gamma=0.99,
                                    batch_size=4, priority_exponent=0.5),
         action_shape=(), action_dtype=np.int32, updates_per_step=2,
-        priority_weight=lambda step: 0.4)
+        priority_weight=lambda step: 0.4, seed_loop=seed_loop)
 
 
 AGENT = tiny_agent()
 STEP_FUNCTIONS = training.make_step_functions(AGENT)   # compiled once per number of seeds
 
 
-def drive(seed, num_seeds, place=lambda tree: tree):
+def drive(seed, num_seeds, place=lambda tree: tree, step_functions=STEP_FUNCTIONS):
     """The first STEPS agent steps of training.train's loop; returns the final carry."""
     env = make_atari('Pong', num_seeds, seed, training=True)
-    collect, learn, first_action = STEP_FUNCTIONS
+    collect, learn, first_action = step_functions
     carry = place(training.init_carry(AGENT, training.seed_keys(seed, num_seeds), (84, 84, 1)))
     observation, first = env.reset(), np.ones(num_seeds, bool)
     carry, actions = first_action(carry, place(observation), 0)
@@ -79,6 +80,13 @@ def test_vmapped_seeds_equal_separate_runs():
     a, b = (jax.tree.leaves(jax.tree.map(lambda x: np.asarray(x[k]), batched.agent.params))
             for k in (0, 1))
     assert not all(np.allclose(x, y) for x, y in zip(a, b))
+
+
+def test_seeds_looped_on_the_cpu_equal_separate_runs():
+    """seed_loop=True: each seed's update traced on its own (training.over_seeds), same results."""
+    looped = drive(seed=3, num_seeds=2,
+                   step_functions=training.make_step_functions(tiny_agent(seed_loop=True)))
+    assert_same_agents(looped, [drive(seed=3, num_seeds=1), drive(seed=4, num_seeds=1)])
 
 
 def test_seed_axis_sharded_over_two_cpu_devices():

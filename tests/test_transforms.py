@@ -513,6 +513,19 @@ def test_augment_intensity_and_shift_compose():
             assert found, f'stack ({i}, {t}) is not a scaled edge-padded crop'
 
 
+def test_augment_per_sequence_is_the_frame_stacks_augmented_as_one_image():
+    # per 'sequence' = the T stacks side by side in channels, augmented as one image per subsequence
+    rng = _rng(39)
+    obs = rng.integers(0, 256, size=(3, 4, 12, 12, 2)).astype(np.uint8)
+    key = jax.random.PRNGKey(5)
+    out = np.asarray(transforms.augment(key, jnp.asarray(obs), ('shift', 'intensity'), 'sequence'))
+    side_by_side = np.moveaxis(obs, 1, 3).reshape(3, 12, 12, 8)
+    expected = np.asarray(transforms.augment(key, jnp.asarray(side_by_side), ('shift', 'intensity')))
+    np.testing.assert_array_equal(out, np.moveaxis(expected.reshape(3, 12, 12, 4, 2), 3, 1))
+    with pytest.raises(ValueError):
+        transforms.augment(key, jnp.asarray(obs), ('shift',), 'episode')
+
+
 def test_augment_unknown_name_raises():
     obs = jnp.zeros((2, 8, 8, 3), jnp.uint8)
     with pytest.raises(ValueError):

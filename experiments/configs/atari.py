@@ -29,5 +29,6 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     ))
     config.updates_per_step = 2    # SPR's replay ratio 64 at batch 32
     config.update_period = 1       # agent steps between learning steps
+    config.seed_loop = False       # on a CPU: the seeds' updates one by one (training.over_seeds)
     config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset)
     return config

@@ -29,6 +29,8 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         correspondence_refinement=True,   # C refines its soft-argmax flow with 3 convolutions
         transition_hidden=64,
         projection_dim=512,
+        augment_per='frame',       # one augmentation draw per frame stack ('frame') or 'sequence'
+        cat_flow_gradients=True,   # L_sim's gradient reaches C through CAT's warp
         query_gradients='all',     # z^q_{k+i} that pass gradients to the encoder: 'all' or 'first'
     ))
     config.update(overrides)

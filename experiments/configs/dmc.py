@@ -32,6 +32,7 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     ))
     config.updates_per_step = 1
     config.update_period = 1       # agent steps between learning steps
+    config.seed_loop = False       # on a CPU: the seeds' updates one by one (training.over_seeds)
     # C matches on the 35x35 feature map resized to 18x18 (cells of 4.7 px): a 2-cell window
     # reaches +-9 pixels, as 4 cells of 35x35 did, at a ninth of the volume and of C's
     # refinement convolutions; its flow is up-sampled back to 35x35 (WORKSPACE_NOTES.md). A weaker

@@ -168,7 +168,8 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     pc = config.psrl
     seq = pc.sequence_length
     key_aug, key_next_aug, key_online, key_next, key_target = jax.random.split(key, 5)
-    observations = transforms.augment(key_aug, batch.observation[:, :seq], pc.augmentation)
+    observations = transforms.augment(key_aug, batch.observation[:, :seq], pc.augmentation,
+                                      pc.augment_per)
     next_observations = transforms.augment(key_next_aug, batch.next_observation, pc.augmentation)
     actions = batch.action[:, 0]
     target_params = (jax.lax.stop_gradient(state.params) if config.target_is_online

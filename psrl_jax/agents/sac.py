@@ -150,7 +150,8 @@ def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
     pc = config.psrl
     seq = pc.sequence_length
     key_aug, key_next_aug, key_next, key_actor = jax.random.split(key, 4)
-    observations = transforms.augment(key_aug, batch.observation[:, :seq], pc.augmentation)
+    observations = transforms.augment(key_aug, batch.observation[:, :seq], pc.augmentation,
+                                      pc.augment_per)
     next_observations = transforms.augment(key_next_aug, batch.next_observation, pc.augmentation)
     alpha = jnp.exp(state.log_alpha)
 

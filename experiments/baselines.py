@@ -1,0 +1,57 @@
+"""The returns a learning agent must beat: the uniformly random policy and the best constant action.
+
+  python -m experiments.baselines --suite=minatar --env=breakout --episodes=100 \
+      --out=results/minatar/baselines/breakout.json
+
+Runs psrl_jax.baselines on the evaluation envs a launch with --seed evaluates on
+(training.evaluation_seed). Prints one line, then the result as one JSON object; --out also saves it.
+"""
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from psrl_jax import baselines, training
+from psrl_jax.envs.atari import make_atari
+from psrl_jax.envs.minatar import make_minatar
+from psrl_jax.errors import UsageError
+
+EVAL_ENVS = {'atari': lambda name: lambda n, seed: make_atari(name, n, seed, training=False),
+             'minatar': lambda name: lambda n, seed: make_minatar(name, n, seed)}
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('suite', 'minatar', list(EVAL_ENVS), 'Suite (discrete actions only).')
+flags.DEFINE_string('env', 'breakout', 'Game of the suite.')
+flags.DEFINE_integer('episodes', 100, 'Games per policy.')
+flags.DEFINE_integer('seed', 0, 'The run seed whose evaluation envs are played.')
+flags.DEFINE_string('out', None, 'JSON file to write the result to.')
+
+
+def main(_):
+    try:
+        if FLAGS.episodes < 1:
+            raise UsageError(f'--episodes must be >= 1, got {FLAGS.episodes}')
+        make_env = EVAL_ENVS[FLAGS.suite](FLAGS.env)
+        probe = make_env(1, FLAGS.seed)          # raises UsageError for an unknown game
+        num_actions = probe.num_actions
+        probe.close()
+    except UsageError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    result = baselines.baseline_returns(make_env, num_actions, FLAGS.episodes,
+                                        training.evaluation_seed(FLAGS.seed, FLAGS.episodes))
+    result = {'suite': FLAGS.suite, 'env': FLAGS.env, 'seed': FLAGS.seed,
+              'device': training.device_name(), **result}
+    print(f'{FLAGS.env}: random {result["random"]:.2f}, best constant action '
+          f'{result["best_constant_action"]} {result["best_constant"]:.2f} '
+          f'(over {FLAGS.episodes} games)')
+    print(json.dumps(result))
+    if FLAGS.out:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+        with open(FLAGS.out, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+    app.run(main)
