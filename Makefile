@@ -7,7 +7,9 @@ STAMP  := $(VENV)/.installed
 GL_PKGS := libosmesa6 libgl1-mesa-dri libegl-mesa0 libgl1
 export MUJOCO_GL ?= egl
 
-RUN_FLAGS ?= --env=Pong --seed=0 --total_steps=600 --learning_starts=300 --eval_episodes=2 --log_every=100 --workdir=runs/make_run
+# make run: PSRL on MinAtar breakout, evaluated every 1,000 steps, then the returns it must beat.
+RUN_ENV   ?= breakout
+RUN_FLAGS ?= --env=$(RUN_ENV) --seed=0 --total_steps=4000 --eval_every=1000 --eval_episodes=50 --log_every=500 --workdir=runs/make_run
 
 .PHONY: install gl test run clean
 install: $(STAMP) gl
@@ -31,7 +33,8 @@ test: install
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 run: install
-	$(BIN)/python -m experiments.train_atari $(RUN_FLAGS)
+	$(BIN)/python -m experiments.train_minatar $(RUN_FLAGS)
+	@$(BIN)/python -m experiments.baselines --suite=minatar --env=$(RUN_ENV) --episodes=50
 
 clean:
 	rm -rf $(VENV) runs report .pytest_cache

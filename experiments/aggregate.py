@@ -14,7 +14,12 @@ separate globs by commas), groups runs by algorithm and suite, and writes to --o
   atari_losses.png;
   dmc_per_task.{md,csv}        our mean and sd over seeds beside the paper's PSRL and DrQ at the
                                paper budget (100k or 500k) nearest to total_steps;
-  dmc_learning_curves.png, dmc_losses.png.
+  dmc_learning_curves.png, dmc_losses.png;
+  minatar_per_game.{md,csv}    mean final return over seeds with its 95% bootstrap CI beside the
+                               random policy's and the best constant action's (--minatar_baselines:
+                               experiments.baselines' <game>.json files), and where psrl wins, ties
+                               or loses against each other algorithm (CIs apart or overlapping);
+  minatar_learning_curves.png (the best constant action dashed), minatar_losses.png.
 Benchmark games and tasks without runs are listed; aggregates over fewer than the 26 games are
 labelled partial. --reference prints the paper's own aggregates and DMControl tables and exits.
 Scores, run loading, aggregates and table rows come from psrl_jax.evaluation; the report's text,
@@ -23,6 +28,7 @@ figures and files are made here.
 
 import csv
 import functools
+import json
 import math
 import os
 import sys
@@ -48,6 +54,8 @@ flags.DEFINE_string('out', 'report', 'Folder for the report (created if absent).
 flags.DEFINE_bool('reference', False, "Print the paper's aggregates and tables, then exit.")
 flags.DEFINE_integer('reps', 2000, 'Bootstrap replications for the confidence intervals.')
 flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap (same seed, same intervals).')
+flags.DEFINE_string('minatar_baselines', os.path.join('results', 'minatar', 'baselines'),
+                    "Folder of experiments.baselines' <game>.json files for the MinAtar table.")
 
 
 # Display names of the aggregate metrics.
@@ -426,8 +434,60 @@ def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
     return '\n\n'.join([text, images]), files, warnings
 
 
+def read_baselines(folder: str) -> dict:
+    """game -> experiments.baselines' JSON, for every <game>.json in `folder` (none: {})."""
+    found = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith('.json'):
+            with open(os.path.join(folder, name)) as f:
+                record = json.load(f)
+            found[record['env']] = record
+    return found
+
+
+def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
+                    seed: int) -> tuple[str, list[str], list[str]]:
+    """Writes the MinAtar table and figures; returns (markdown, files written, warnings)."""
+    rows, warnings = tables.minatar_per_game_rows(runs, baselines, reps, seed)
+    verdicts = tables.minatar_verdicts(rows)
+    files = [os.path.join(out, 'minatar_per_game.csv')]
+    write_csv(rows, files[0])
+    header = ['Game', 'Algorithm', 'Seeds', 'Steps', 'Return (mean [95% CI])', 'Random',
+              'Best constant action']
+    table = [[r['game'], r['algorithm'], r['n_seeds'], r['total_steps'],
+              f"{fmt_number(r['mean'], 2)} [{fmt_number(r['ci_low'], 2)}, "
+              f"{fmt_number(r['ci_high'], 2)}]", fmt_number(r['random'], 2),
+              fmt_number(r['best_constant'], 2)] for r in rows]
+    parts = ['## MinAtar: per-game returns',
+             'Return of the final evaluation; mean over seeds with a 95% bootstrap confidence '
+             'interval (seeds resampled), beside the uniformly random policy and the best constant '
+             'action on the same evaluation games (missing: run `python -m experiments.baselines '
+             '--env=<game> --out=<folder>/<game>.json`).',
+             markdown_table(header, table), '### PSRL against the others',
+             markdown_table(['Game', 'psrl', 'Other', 'Verdict'],
+                            [[v['game'], fmt_number(v['ours_mean'], 2),
+                              f"{v['other']} {fmt_number(v['other_mean'], 2)}",
+                              f"psrl {v['verdict']}"] for v in verdicts])
+             if verdicts else 'No psrl run beside another algorithm on the same game.']
+    text = '\n\n'.join(parts)
+    files.append(os.path.join(out, 'minatar_per_game.md'))
+    with open(files[-1], 'w') as f:
+        f.write(text + '\n')
+    reference = {game: b['best_constant'] for game, b in baselines.items()}
+    figures = ['minatar_learning_curves.png']
+    save_figure(plot_learning_curves(runs, reference=reference,
+                                     reference_label='best constant action'),
+                os.path.join(out, figures[-1]))
+    if any(r.train_curve for r in runs):
+        figures.append('minatar_losses.png')
+        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
+    files += [os.path.join(out, f) for f in figures]
+    images = '\n\n'.join(f'![{f}]({f})' for f in figures)
+    return '\n\n'.join([text, images]), files, warnings
+
+
 def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, minatar_baselines: str = '') -> dict:
     """Builds the whole report in `out`.
 
     Returns:
@@ -439,10 +499,13 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
     os.makedirs(out, exist_ok=True)
     atari = [r for r in runs if r.suite == 'atari']
     dmc = [r for r in runs if r.suite == 'dmc']
+    minatar = [r for r in runs if r.suite == 'minatar']
     sections, files = [], []
     for suite, suite_runs, build in (
             ('Atari 100k', atari, lambda rs: atari_section(rs, out, reps, seed)),
-            ('DMControl', dmc, lambda rs: dmc_section(rs, out))):
+            ('DMControl', dmc, lambda rs: dmc_section(rs, out)),
+            ('MinAtar', minatar, lambda rs: minatar_section(
+                rs, out, read_baselines(minatar_baselines), reps, seed))):
         if suite_runs:
             text, written, more = build(suite_runs)
             sections.append(text)
@@ -450,7 +513,8 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
             warnings += more
         else:
             sections.append(f'## {suite}\n\nNo runs.')
-    head = (f'# Report\n\n{len(runs)} runs ({len(atari)} Atari, {len(dmc)} DMControl) '
+    head = (f'# Report\n\n{len(runs)} runs ({len(atari)} Atari, {len(dmc)} DMControl, '
+            f'{len(minatar)} MinAtar) '
             f'from --runs {",".join(run_globs)}.')
     notes = '## Warnings\n\n' + ('\n'.join(f'- {w}' for w in warnings) or 'None.')
     path = os.path.join(out, 'report.md')
@@ -469,7 +533,8 @@ def main(argv):
             return
         if FLAGS.reps < 1:
             raise UsageError(f'--reps must be positive, got {FLAGS.reps}')
-        result = write_report(FLAGS.runs, FLAGS.out, reps=FLAGS.reps, seed=FLAGS.seed)
+        result = write_report(FLAGS.runs, FLAGS.out, reps=FLAGS.reps, seed=FLAGS.seed,
+                              minatar_baselines=FLAGS.minatar_baselines)
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

@@ -4,7 +4,8 @@
       --out=results/minatar/baselines/breakout.json
 
 Runs psrl_jax.baselines on the evaluation envs a launch with --seed evaluates on
-(training.evaluation_seed). Prints one line, then the result as one JSON object; --out also saves it.
+(training.evaluation_seed). Prints one line; --out saves the result as JSON (with the standard
+deviations and every constant action's return).
 """
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from psrl_jax import baselines, training
 from psrl_jax.envs.atari import make_atari
@@ -29,6 +31,7 @@ flags.DEFINE_string('out', None, 'JSON file to write the result to.')
 
 
 def main(_):
+    logging.set_verbosity(logging.WARNING)
     try:
         if FLAGS.episodes < 1:
             raise UsageError(f'--episodes must be >= 1, got {FLAGS.episodes}')
@@ -46,7 +49,6 @@ def main(_):
     print(f'{FLAGS.env}: random {result["random"]:.2f}, best constant action '
           f'{result["best_constant_action"]} {result["best_constant"]:.2f} '
           f'(over {FLAGS.episodes} games)')
-    print(json.dumps(result))
     if FLAGS.out:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
         with open(FLAGS.out, 'w') as f:

@@ -19,7 +19,11 @@ build them (launch.build_agent on configs/<suite>.py:get_config(preset)):
      agents built as launch.build_agent('dmc', ...) builds them for cartpole-swingup-shaped
      batches [B, T, 84, 84, 9], B = --dmc_batch_size (the config's 512; --quick 64);
   5. cost: XLA's accounting of each update of --cost_presets at the config's own batch, compiled
-     and not run (experiments.cost.update_cost: temp_gb, gflops, gbytes, batch, microbatches).
+     and not run (experiments.cost.update_cost: temp_gb, gflops, gbytes, batch, microbatches);
+  6. minatar_steps_per_s: as 3. (agent steps/s of the loop after learning starts) for each preset
+     of --minatar_presets on --minatar_env with --minatar_seeds seeds in one process, as
+     `train_minatar --num_seeds` runs them (details.minatar adds the minutes a 100k-step run takes
+     at that rate).
 Progress goes to stdout; the last line is one JSON object with exactly the keys of SUMMARY_KEYS.
 The same object plus commit, flags, jax version, timestamp, the timing samples and details
 (compile times, the loop's env/device split, load average) is saved under
@@ -45,8 +49,10 @@ from absl import flags
 from experiments import cost, launch
 from experiments import train_atari  # noqa: F401  defines the Atari launcher's flags (--env ...)
 from experiments.configs import atari as atari_configs
+from experiments.configs import minatar as minatar_configs
 from psrl_jax import replay, training
 from psrl_jax.envs.atari import make_atari
+from psrl_jax.envs.minatar import make_minatar
 from psrl_jax.errors import UsageError
 
 FLAGS = flags.FLAGS
@@ -54,7 +60,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SUMMARY_KEYS = ('device', 'rainbow_step_ms', 'spr_step_ms', 'psrl_step_ms', 'psrl_over_spr',
                 'env_steps_per_s', 'loop_steps_per_s', 'dmc_batch_size', 'drq_step_ms',
-                'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq', 'cost')
+                'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq', 'cost',
+                'minatar_steps_per_s')
 # (full, --quick) defaults of the flags left unset.
 DEFAULTS = {'repeats': (20, 3), 'loop_steps': (100, 5), 'env_steps': (2000, 300)}
 DMC_BATCH = (None, 64)   # None: the config's batch (512)
@@ -75,6 +82,10 @@ flags.DEFINE_string('out', os.path.join('results', 'benchmarks'), 'Folder for th
 flags.DEFINE_list('dmc_presets', ['drq', 'spr', 'psrl'], 'DMControl presets whose update to time.')
 flags.DEFINE_integer('dmc_batch_size', None,
                      "Batch of the timed DMControl updates (default: the config's 512; --quick 64).")
+flags.DEFINE_list('minatar_presets', ['rainbow', 'spr', 'psrl'],
+                  'MinAtar presets whose training loop to time (none: skip).')
+flags.DEFINE_string('minatar_env', 'breakout', 'MinAtar game of the MinAtar loop measurement.')
+flags.DEFINE_integer('minatar_seeds', 5, 'Seeds trained side by side in the MinAtar measurement.')
 flags.DEFINE_list('cost_presets', ['all'],
                   "suite:preset updates whose XLA cost to report ('all': every preset of both "
                   "suites; 'none': skip).")
@@ -207,15 +218,16 @@ def measure_env(game: str, num_envs: int, steps: int, seed: int) -> Dict:
 # --------------------------------------------------------------------------- 3. the whole loop
 
 class LoopDriver:
-    """The body of training.train's loop for one seed, without logging, evaluation or files."""
+    """The body of training.train's loop, one seed per env of `env`, without logging, evaluation
+    or files."""
 
     def __init__(self, agent: training.Agent, env, seed: int):
         self.env = env
         self.channels = env.frame_channels
         self.collect, self.learn, first_action = training.make_step_functions(agent)
         frame_shape = env.observation_shape[:2] + (self.channels,)
-        self.carry = training.init_carry(agent, training.seed_keys(seed, 1), frame_shape)
-        self.observation, self.first = env.reset(), np.ones(1, bool)
+        self.carry = training.init_carry(agent, training.seed_keys(seed, env.num_envs), frame_shape)
+        self.observation, self.first = env.reset(), np.ones(env.num_envs, bool)
         self.carry, actions = first_action(self.carry, self.observation, 0)
         self.actions = np.asarray(actions)
         self.step = 0
@@ -289,6 +301,22 @@ def measure_loop(agent: training.Agent, env, learning_starts: int, steps: int,
             'finite': driver.finite}
 
 
+def measure_minatar_loop(preset: str, settings: Dict) -> Dict:
+    """measure_loop for a MinAtar preset, settings['minatar_seeds'] seeds in one process (the
+    agent train_minatar builds), plus minutes_per_100k (100k agent steps at that rate)."""
+    seeds, seed = settings['minatar_seeds'], settings['seed']
+    env = make_minatar(settings['minatar_env'], seeds, seed)
+    loop = training.LoopConfig(env=settings['minatar_env'], seed=seed, total_steps=100_000,
+                               learning_starts=settings['learning_starts'], eval_episodes=1,
+                               eval_every=0, log_every=1000, checkpoint_every=0, num_seeds=seeds,
+                               run_seeds=seeds)
+    agent = launch.build_agent('minatar', minatar_configs.get_config(preset), env, loop)
+    result = measure_loop(agent, env, settings['learning_starts'], settings['loop_steps'], seed)
+    env.close()
+    return {**result, 'seeds': seeds, 'env': settings['minatar_env'],
+            'minutes_per_100k': round(100_000 / result['steps_per_s'] / 60, 1)}
+
+
 # ------------------------------------------------------------------------------------ the run
 
 def resolve_flags() -> Dict:
@@ -298,7 +326,8 @@ def resolve_flags() -> Dict:
     if given:
         raise UsageError(f'{given[0]} is a training flag; the benchmark takes --quick --presets '
                          f'--batch_size --repeats --loop_steps --env_steps --batched_envs '
-                         f'--loop_preset --dmc_presets --dmc_batch_size --cost_presets --out '
+                         f'--loop_preset --dmc_presets --dmc_batch_size --cost_presets --minatar_presets '
+                         f'--minatar_env --minatar_seeds --out '
                          f'--env --seed --learning_starts')
     presets = [p.strip() for p in FLAGS.presets if p.strip()]
     if not presets:
@@ -315,6 +344,15 @@ def resolve_flags() -> Dict:
         if preset not in cost.CONFIGS['dmc'].PRESETS:
             raise UsageError(f'unknown DMControl preset {preset!r}: choose from '
                              f'{", ".join(cost.CONFIGS["dmc"].PRESETS)}')
+    minatar_presets = [p.strip() for p in FLAGS.minatar_presets if p.strip()]
+    minatar_presets = [] if minatar_presets == ['none'] else minatar_presets
+    for preset in minatar_presets:
+        if preset not in minatar_configs.PRESETS:
+            raise UsageError(f'unknown MinAtar preset {preset!r}: choose from '
+                             f'{", ".join(minatar_configs.PRESETS)} (or none)')
+    if FLAGS.minatar_seeds < 1:
+        raise UsageError(f'--minatar_seeds must be positive, got {FLAGS.minatar_seeds}')
+    make_minatar(FLAGS.minatar_env, 1, 0).close()      # an unknown game raises UsageError
     cost_presets = [p.strip() for p in FLAGS.cost_presets if p.strip()]
     if cost_presets == ['all']:
         cost_presets = [f'{suite}:{p}' for suite, c in cost.CONFIGS.items() for p in c.PRESETS]
@@ -338,6 +376,8 @@ def resolve_flags() -> Dict:
                 'dmc_batch_size': (cost.CONFIGS['dmc'].get_config().replay.batch_size
                                    if dmc_batch is None else dmc_batch),
                 'cost_presets': list(dict.fromkeys(cost_presets)),
+                'minatar_presets': list(dict.fromkeys(minatar_presets)),
+                'minatar_env': FLAGS.minatar_env, 'minatar_seeds': FLAGS.minatar_seeds,
                 'loop_preset': FLAGS.loop_preset, 'env': FLAGS.env, 'seed': FLAGS.seed,
                 'learning_starts': learning_starts, 'batched_envs': FLAGS.batched_envs,
                 'out': FLAGS.out}
@@ -410,6 +450,13 @@ def run(settings: Dict) -> Dict:
          f'{loop["steps"]} steps ({loop["env_seconds"]:.2f} s of {loop["seconds"]:.2f} s in '
          f'env.step; learn compile {loop["learn_compile_s"]:.1f} s)')
 
+    minatar: Dict[str, Dict] = {}
+    for preset in settings['minatar_presets']:
+        minatar[preset] = measure_minatar_loop(preset, settings)
+        _log(f'MinAtar loop ({preset}, {settings["minatar_env"]}, {settings["minatar_seeds"]} '
+             f'seeds): {minatar[preset]["steps_per_s"]:.3g} agent steps/s '
+             f'({minatar[preset]["minutes_per_100k"]:.0f} min per 100k steps)')
+
     if settings['loop_preset'] in steps:   # a loop step over its updates timed alone
         isolated = loop['updates_per_step'] * steps[settings['loop_preset']]['median_ms'] / 1000
         loop['step_over_isolated_updates'] = round(1 / loop['steps_per_s'] / isolated, 3)
@@ -425,7 +472,8 @@ def run(settings: Dict) -> Dict:
                'loop_steps_per_s': _sig(loop['steps_per_s']),
                'dmc_batch_size': settings['dmc_batch_size'], 'drq_step_ms': dmc_ms('drq'),
                'dmc_spr_step_ms': dmc_ms('spr'), 'dmc_psrl_step_ms': dmc_ms('psrl'),
-               'dmc_psrl_over_drq': dmc_ratio, 'cost': costs}
+               'dmc_psrl_over_drq': dmc_ratio, 'cost': costs,
+               'minatar_steps_per_s': {p: _sig(r['steps_per_s']) for p, r in minatar.items()}}
     now = datetime.datetime.now(datetime.timezone.utc)
     details = {
         'step_ms': {p: round(r['median_ms'], 3) for p, r in steps.items()},
@@ -438,7 +486,7 @@ def run(settings: Dict) -> Dict:
         'dmc_cpu_over_wall': {p: r['cpu_over_wall'] for p, r in dmc_steps.items()},
         'env_steps_per_s_batched': (None if env_batched is None
                                     else _sig(env_batched['steps_per_s'])),
-        'loop': loop, 'cpu_count': os.cpu_count(),
+        'loop': loop, 'minatar': minatar, 'cpu_count': os.cpu_count(),
         # Other processes on the machine slow every figure down: the 1-minute load average.
         'load_average_1min': {'start': load_start, 'end': _load()},
         'wall_seconds': round(time.time() - started, 1),

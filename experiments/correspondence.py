@@ -6,7 +6,8 @@
 Plays random actions in one env of the suite (episodes one after the other; samples stay inside one), trains the encoder and C on the agent's L_c alone
 (psrl.psrl_loss with CAT and AAT off: the external maps over the horizon and the internal map, on
 frames augmented as the agent augments them) with Adam, and reports C's checks
-(diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain) on held-out frames
+(diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
+MinAtar) on held-out frames
 of the same episode before and after training. The last line is one JSON object; --out also saves it.
 """
 import dataclasses
@@ -108,8 +109,8 @@ def run(config, suite: str, name: str) -> dict:
         return optax.apply_updates(p, updates), s, loss
 
     same_episode = jnp.ones(held_out.shape[:2], bool)
-    checks = jax.jit(lambda p, k: diagnostics.correspondence_checks(p, held_out, same_episode, k,
-                                                                    objective))
+    checks = jax.jit(lambda p, k: diagnostics.correspondence_checks(
+        p, held_out, same_episode, k, objective, getattr(env, 'object_channel', None)))
     check_key = jax.random.PRNGKey(FLAGS.seed + 1)
     before = {k: float(v) for k, v in checks(params, check_key).items()}
     start, losses = time.time(), []

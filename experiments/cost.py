@@ -83,15 +83,19 @@ def update_cost(suite: str, preset: str, batch_size: Optional[int] = None) -> Di
             'gbytes': round(cost['bytes accessed'] / 1e9, 4)}
 
 
-# Objective switches whose cost `components` measures, as differences from the full update.
+# Objective switches whose cost `components` measures: what a part of the config's psrl update
+# costs (the update without it subtracted from the full one) or, for parts the config leaves
+# out, what adding it would cost (marked 'adds').
 COMPONENTS = (
     ('L_c (image-resolution warps, photometric, smoothness; internal map)',
      dict(correspondence=False, internal=False)),
     ('internal map (one more C, one more L_r)', dict(internal=False)),
     ("C's refinement convolutions", dict(correspondence_refinement=False)),
+    ("C's refinement convolutions (adds)", dict(correspondence_refinement=True)),
     ('CAT (feature warp, psi, phi)', dict(cat=False)),
     ('AAT (G, psi, phi)', dict(aat=False)),
     ('encoder gradients through z^q_{k+1..k+M}', dict(query_gradients='first')),
+    ('encoder gradients through z^q_{k+1..k+M} (adds)', dict(query_gradients='all')),
     ('L1 terms', dict(l1=False)),
 )
 
@@ -118,10 +122,14 @@ def components(suite: str, batch_size: Optional[int] = None) -> list:
 
     full = measure('psrl')
     rows = [{'what': 'psrl update', 'temp_gb': full[0], 'gflops': full[1], 'gbytes': full[2]}]
+    default = CONFIGS[suite].get_config('psrl').psrl
     for what, switches in COMPONENTS:
-        without = measure('psrl', **switches)
-        rows.append({'what': what, **{k: round(f - w, 4) for k, f, w in
-                                      zip(('temp_gb', 'gflops', 'gbytes'), full, without)}})
+        if all(default[k] == v for k, v in switches.items()):
+            continue                     # the config has it this way: nothing to remove or add
+        variant = measure('psrl', **switches)
+        sign = -1 if what.endswith('(adds)') else 1
+        rows.append({'what': what, **{k: round(sign * (f - v), 4) for k, f, v in
+                                      zip(('temp_gb', 'gflops', 'gbytes'), full, variant)}})
     for preset in [p for p in ('spr', 'rainbow', 'drq') if p in CONFIGS[suite].PRESETS]:
         temp, flops, traffic = measure(preset)
         rows.append({'what': f'{preset} update', 'temp_gb': temp, 'gflops': flops,

@@ -156,13 +156,14 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
         updates_per_step=config.updates_per_step,
         priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0),
         update_period=config.update_period, seed_loop=config.seed_loop,
-        diagnose=(functools.partial(_correspondence_checks, config=objective_config)
+        diagnose=(functools.partial(_correspondence_checks, config=objective_config,
+                                    object_channel=getattr(env, 'object_channel', None))
                   if objective_config.uses_flows else None))
 
 
-def _correspondence_checks(state, batch, key, config):
+def _correspondence_checks(state, batch, key, config, object_channel):
     return diagnostics.correspondence_checks(state.params, batch.observation, batch.same_episode,
-                                             key, config)
+                                             key, config, object_channel)
 
 
 def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.Agent:

@@ -9,7 +9,9 @@ the run's environment and writes PNGs to --out (default <workdir>/visualize/):
   flows.png     the external flows c^ext_{k+1->k} = C(z^t_{k+1}, z^q_k), up-sampled to pixels,
                 in the Middlebury colours (hue = direction, saturation = magnitude)
   warped.png    warp(I_k, c^ext_{k+1->k}) next to its target I_{k+1}, and their difference
-  overview.png  all of it, one row per pair
+  overview.png  all of it, one row per pair, titled with C's ground-truth checks on these frames
+                (diagnostics.correspondence_checks: c_shift_epe against zero flow's, c_warp_gain,
+                and on MinAtar c_object_epe), which are also printed
 Bad input (no run, no checkpoint, a preset without C) prints one line 'error: ...' and exits 2.
 """
 import json
@@ -25,7 +27,7 @@ from absl import flags
 from absl import logging
 
 from experiments import launch
-from psrl_jax import training, visualization
+from psrl_jax import diagnostics, training, visualization
 from psrl_jax.errors import UsageError
 from psrl_jax.evaluation import runs
 
@@ -67,6 +69,9 @@ def make_env(suite: str, name: str, seed: int):
     if suite == 'atari':
         from psrl_jax.envs.atari import make_atari  # pylint: disable=import-outside-toplevel
         return make_atari(name, 1, seed, training=False)
+    if suite == 'minatar':
+        from psrl_jax.envs.minatar import make_minatar  # pylint: disable=import-outside-toplevel
+        return make_minatar(name, 1, seed)
     from psrl_jax.envs.dmc import make_dmc  # pylint: disable=import-outside-toplevel
     return make_dmc(name, 1, seed)
 
@@ -157,6 +162,11 @@ def visualize(workdir: str, out: str, pairs: int, warmup: int, seed_index: int,
         return frames, warped, pixels
 
     frames, warped, pixels = (np.asarray(a) for a in compute(online, target, observations))
+    pairs_of = np.stack([observations[:-1], observations[1:]], axis=1)      # [pairs, 2, ...]
+    checks = jax.jit(diagnostics.correspondence_checks, static_argnums=(4, 5))(
+        online, pairs_of, np.ones(pairs_of.shape[:2], bool), jax.random.PRNGKey(seed), objective,
+        getattr(env, 'object_channel', None))
+    checks = {k: float(v) for k, v in checks.items()}
     step = min(int(host['step']) * env.action_repeat, int(record['flags']['total_steps']))
     titles = [f'k={k}' for k in range(pairs)]
     out = out or os.path.join(workdir, 'visualize')
@@ -169,16 +179,26 @@ def visualize(workdir: str, out: str, pairs: int, warmup: int, seed_index: int,
         'warped.png': visualization.warp_figure(frames[:-1], warped, frames[1:], titles),
         'overview.png': visualization.correspondence_figure(
             frames[:-1], frames[1:], pixels, warped, titles=titles,
-            suptitle=f'{name}: external flows of C on real frames'),
+            suptitle=f'{name}: external flows of C on real frames\n{describe_checks(checks)}'),
     }
     paths = []
     for filename, fig in figures.items():
         paths.append(os.path.join(out, filename))
         visualization.save_png(fig, paths[-1], dpi)
-    return {'png': paths, 'step': step,
+    return {'png': paths, 'step': step, 'checks': checks,
             'photometric': float(np.abs(frames[1:] - warped).mean()),
             'photometric_zero_flow': float(np.abs(frames[1:] - frames[:-1]).mean()),
             'flow_magnitude': float(np.linalg.norm(pixels, axis=-1).mean())}
+
+
+def describe_checks(checks: dict) -> str:
+    """C's ground-truth checks in one line (pixels; MinAtar: cells)."""
+    text = (f'c_shift_epe {checks["c_shift_epe"]:.2f} (zero flow {checks["c_shift_epe_zero"]:.2f}), '
+            f'c_warp_gain {checks["c_warp_gain"]:.2f}')
+    if 'c_object_epe' in checks:
+        text += (f', c_object_epe {checks["c_object_epe"]:.2f} '
+                 f'(zero flow {checks["c_object_epe_zero"]:.2f})')
+    return text
 
 
 def parse_flags(argv):
@@ -206,6 +226,7 @@ def main(argv):
     print(f'checkpoint at step {result["step"]}: photometric error '
           f'{result["photometric"]:.4f} with C\'s flows, {result["photometric_zero_flow"]:.4f} '
           f'with zero flow; mean flow {result["flow_magnitude"]:.2f} px')
+    print(describe_checks(result['checks']))
     for path in result['png']:
         print(path)
 

@@ -9,9 +9,13 @@ C works"):
 - c_warp_gain: on consecutive frames I_k, I_{k+1}, the photometric error of the external flow
   c_{k+1->k} = C(z_{k+1}, z_k) divided by zero flow's (below 1: C's warp explains the motion
   better than no motion).
+- c_object_epe (MinAtar): where a channel holds one object (breakout's ball, the player elsewhere:
+  envs.minatar.OBJECT_CHANNELS) in both I_k and I_{k+1}, the end-point error in cells of that
+  external flow at the object's new cell against its true move back to its old cell;
+  c_object_epe_zero is zero flow's (the length of the move).
 Features are the online encoder's for both inputs.
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import chex
 import jax
@@ -33,8 +37,10 @@ def _flow_to_image(params, z_a, z_b, height: int, width: int, config: psrl.PSRLC
 
 
 def correspondence_checks(params, observations: jnp.ndarray, same_episode: jnp.ndarray,
-                          key: chex.PRNGKey, config: psrl.PSRLConfig) -> Dict[str, jnp.ndarray]:
-    """c_shift_epe, c_shift_epe_zero and c_warp_gain (scalars) of C with the online `params`.
+                          key: chex.PRNGKey, config: psrl.PSRLConfig,
+                          object_channel: Optional[int] = None) -> Dict[str, jnp.ndarray]:
+    """c_shift_epe, c_shift_epe_zero and c_warp_gain (scalars) of C with the online `params`, and
+    with `object_channel` (a channel of the newest frame) c_object_epe and c_object_epe_zero.
 
     observations: uint8 [B, T >= 2, H, W, stack*c] replay samples; same_episode: bool [B, T].
     """
@@ -68,6 +74,32 @@ def correspondence_checks(params, observations: jnp.ndarray, same_episode: jnp.n
     mask = same_episode[:, 1].astype(jnp.float32)
     warped = losses.photometric_loss(frames[:, 1], frames[:, 0], flow)
     still = losses.photometric_loss(frames[:, 1], frames[:, 0], jnp.zeros_like(flow))
-    return {'c_shift_epe': jnp.sum(shown * error) / count,
-            'c_shift_epe_zero': jnp.sum(shown * zero) / count,
-            'c_warp_gain': jnp.sum(mask * warped) / jnp.maximum(jnp.sum(mask * still), 1e-12)}
+    checks = {'c_shift_epe': jnp.sum(shown * error) / count,
+              'c_shift_epe_zero': jnp.sum(shown * zero) / count,
+              'c_warp_gain': jnp.sum(mask * warped) / jnp.maximum(jnp.sum(mask * still), 1e-12)}
+    if object_channel is not None:
+        checks.update(object_flow_errors(frames[..., object_channel], flow, mask))
+    return checks
+
+
+def object_flow_errors(objects: jnp.ndarray, flow: jnp.ndarray,
+                       mask: jnp.ndarray) -> Dict[str, jnp.ndarray]:
+    """End-point errors of the external flow c_{k+1->k} at a single object's cell.
+
+    objects: [B, 2, H, W] one channel of I_k and I_{k+1} (the object's cells > 0.5); flow: [B, H, W, 2]
+    (dx, dy) in cells; mask: [B] (I_{k+1} in I_k's episode). Samples count where the channel holds
+    exactly one cell in both frames. Returns c_object_epe (NaN where no sample counts) and
+    c_object_epe_zero.
+    """
+    batch, _, height, width = objects.shape
+    cells = (objects > 0.5).reshape(batch, 2, height * width)
+    single = jnp.all(cells.sum(axis=-1) == 1, axis=1) & (mask > 0)
+    where = jnp.argmax(cells, axis=-1)                                   # [B, 2] flat index
+    y, x = where // width, where % width
+    true = jnp.stack([x[:, 0] - x[:, 1], y[:, 0] - y[:, 1]], axis=-1).astype(jnp.float32)
+    found = flow[jnp.arange(batch), y[:, 1], x[:, 1]]                    # [B, 2]
+    weight = single.astype(jnp.float32)
+    count = weight.sum()
+    mean = lambda e: jnp.where(count > 0, jnp.sum(weight * e) / jnp.maximum(count, 1.0), jnp.nan)
+    return {'c_object_epe': mean(jnp.linalg.norm(found - true, axis=-1)),
+            'c_object_epe_zero': mean(jnp.linalg.norm(true, axis=-1))}

@@ -43,11 +43,13 @@ class DMCEncoder(nn.Module):
 
 class MinAtarEncoder(nn.Module):
     """MinAtar's network (Young & Tian; Revisiting Rainbow): one 3x3 convolution, 16 channels, padded
-    so the map keeps the game's 10x10 grid: [B, 10, 10, N] -> [B, 10, 10, 16]."""
+    so the map keeps the game's 10x10 grid: [B, 10, 10, N] -> [B, 10, 10, 16], renormalized as
+    SPR's (and our Atari) encoder: unbounded, the features' scale grew with PSRL's L1 terms until
+    they drowned the RL gradient (WORKSPACE_NOTES.md, "MinAtar")."""
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return nn.relu(nn.Conv(16, (3, 3), padding='SAME')(x))
+        return renormalize(nn.relu(nn.Conv(16, (3, 3), padding='SAME')(x)))
 
 
 ENCODERS = {'atari': AtariEncoder, 'dmc': DMCEncoder, 'minatar': MinAtarEncoder}

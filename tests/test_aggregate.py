@@ -226,3 +226,52 @@ def test_markdown_table_and_fmt():
     assert text.splitlines() == ['| a | b |', '| --- | ---: |', '| x\\|y | 1.5 |']
     assert aggregate.fmt_number(None, 2) == '-' and aggregate.fmt_number(float('nan'), 2) == '-'
     assert aggregate.fmt_number(0.3385, 3) == '0.339'
+
+
+MINATAR = {('psrl', 'breakout'): [5.0, 6.0, 7.0, 8.0, 9.0],
+           ('rainbow', 'breakout'): [1.0, 1.2, 0.8, 1.1, 0.9],
+           ('spr', 'breakout'): [5.5, 6.5, 7.5, 8.5, 6.0],
+           ('psrl', 'asterix'): [1.0, 1.1, 0.9],
+           ('rainbow', 'asterix'): [3.0, 3.1, 2.9]}
+
+
+def test_minatar_table_ci_baselines_and_verdicts(tmp_path):
+    for (algorithm, game), returns in MINATAR.items():
+        for seed, ret in enumerate(returns):
+            run = tmp_path / 'runs' / f'{algorithm}_{game}' / f'seed_{seed}'
+            run.mkdir(parents=True)
+            (run / 'summary.json').write_text(json.dumps(
+                {'algorithm': algorithm, 'env': game, 'seed': seed, 'total_steps': 100_000,
+                 'eval_return_mean': ret, 'eval_return_std': 1.0, 'eval_episodes': 100,
+                 'human_normalized_score': None, 'wall_seconds': 1.0, 'device': 'cpu'}))
+            (run / 'eval.csv').write_text('step,return_mean,return_std,episodes\n'
+                                          f'50000,{ret / 2},1.0,100\n100000,{ret},1.0,100\n')
+    baselines = tmp_path / 'baselines'
+    baselines.mkdir()
+    (baselines / 'breakout.json').write_text(json.dumps(
+        {'env': 'breakout', 'random': 0.62, 'best_constant': 0.46, 'best_constant_action': 0}))
+    out = tmp_path / 'report'
+    result = aggregate.write_report([str(tmp_path / 'runs' / '*')], str(out), reps=500,
+                                    minatar_baselines=str(baselines))
+    assert result['runs'] == 21 and not result['warnings']
+    rows = {(r['algorithm'], r['game']): r for r in read_csv(out / 'minatar_per_game.csv')}
+    assert set(rows) == set(MINATAR)
+    for key, returns in MINATAR.items():
+        row = rows[key]
+        assert int(row['n_seeds']) == len(returns)
+        assert float(row['mean']) == pytest.approx(np.mean(returns))
+        # a percentile bootstrap CI of the mean lies inside the seeds' range, around the mean
+        assert min(returns) <= float(row['ci_low']) <= float(row['mean']) <= float(row['ci_high'])
+        assert float(row['ci_high']) <= max(returns)
+        assert float(row['sd']) == pytest.approx(np.std(returns, ddof=1))
+    assert float(rows['psrl', 'breakout']['random']) == 0.62
+    assert float(rows['psrl', 'breakout']['best_constant']) == 0.46
+    assert rows['psrl', 'asterix']['random'] == ''                  # no baselines file
+    text = (out / 'report.md').read_text()
+    assert '## MinAtar: per-game returns' in text and '21 runs (0 Atari, 0 DMControl, 21 MinAtar)' in text
+    verdicts = [line for line in text.splitlines() if 'psrl wins' in line or 'psrl ties' in line
+                or 'psrl loses' in line]
+    assert verdicts == ['| asterix | 1.00 | rainbow 3.00 | psrl loses |',
+                        '| breakout | 7.00 | rainbow 1.00 | psrl wins |',
+                        '| breakout | 7.00 | spr 6.80 | psrl ties |']
+    assert (out / 'minatar_learning_curves.png').stat().st_size > 0

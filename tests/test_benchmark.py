@@ -23,7 +23,8 @@ SUMMARY_KEYS = {'device', 'rainbow_step_ms', 'spr_step_ms', 'psrl_step_ms', 'psr
 # exercised by the launcher tests.
 SMALL = ['--quick', '--batch_size=4', '--repeats=2', '--loop_steps=2', '--env_steps=40',
          '--batched_envs=2', '--learning_starts=20', '--loop_preset=rainbow',
-         '--dmc_presets=drq', '--dmc_batch_size=4', '--cost_presets=atari:rainbow,dmc:drq']
+         '--dmc_presets=drq', '--dmc_batch_size=4', '--cost_presets=atari:rainbow,dmc:drq',
+         '--minatar_presets=rainbow', '--minatar_seeds=2']
 # Compilation dominates this test; XLA's cheapest backend settings halve it (64 s vs 110 s on a
 # busy 2-core CPU). Only the bookkeeping is checked here, not the speed of the compiled code.
 FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
@@ -50,7 +51,7 @@ def test_last_line_is_the_summary_with_positive_finite_timings(small_run):
     assert summary['device'] == 'cpu:cpu'
     absent = {'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq'}   # not in --dmc_presets
     assert summary['dmc_batch_size'] == 4 and all(summary[key] is None for key in absent)
-    for key in SUMMARY_KEYS - {'device', 'dmc_batch_size', 'cost'} - absent:
+    for key in SUMMARY_KEYS - {'device', 'dmc_batch_size', 'cost', 'minatar_steps_per_s'} - absent:
         assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
         assert summary[key] > 0, key
     assert summary['psrl_over_spr'] == pytest.approx(
@@ -64,6 +65,9 @@ def test_last_line_is_the_summary_with_positive_finite_timings(small_run):
         assert entry['temp_gb'] > 0 and entry['gflops'] > 0 and entry['gbytes'] > 0
     # A DrQ update at batch 512 reads at least o_k and the bootstrap observation (uint8 84x84x9).
     assert drq['gflops'] > rainbow['gflops'] and drq['gbytes'] > 2 * 512 * 84 * 84 * 9 / 1e9
+    # The MinAtar loop rate of the one preset asked for, 2 seeds side by side.
+    rates = summary['minatar_steps_per_s']
+    assert set(rates) == {'rainbow'} and rates['rainbow'] > 0
 
 
 def test_saved_record_matches_the_summary_and_its_samples(small_run):
@@ -94,6 +98,12 @@ def test_saved_record_matches_the_summary_and_its_samples(small_run):
     # Replay subsequences: rainbow needs o_k (T = horizon 1 + 1), spr and psrl K + 1 = 6.
     assert record['details']['sequence_length'] == {'rainbow': 2, 'spr': 6, 'psrl': 6}
 
+    for preset, minatar in record['details']['minatar'].items():
+        assert minatar['seeds'] == 2 and minatar['env'] == 'breakout' and minatar['finite'] is True
+        assert minatar['steps_per_s'] == pytest.approx(summary['minatar_steps_per_s'][preset],
+                                                       rel=1e-3)
+        assert minatar['minutes_per_100k'] == pytest.approx(
+            100_000 / minatar['steps_per_s'] / 60, abs=0.06)
     loop = record['details']['loop']
     assert loop['steps'] == 2 and loop['updates_per_step'] == 2 and loop['finite'] is True
     # The replay is filled to max(learning_starts, max(n_step, horizon) + stack + 1) = max(20, 15).
@@ -108,6 +118,8 @@ def test_saved_record_matches_the_summary_and_its_samples(small_run):
     ('--presets=rainbow,bogus', "error: unknown preset 'bogus'"),
     ('--dmc_batch_size=6', 'error: --dmc_batch_size must be a positive multiple of 4'),
     ('--cost_presets=dmc:bogus', "error: --cost_presets entry 'dmc:bogus'"),
+    ('--minatar_presets=drq', "error: unknown MinAtar preset 'drq'"),
+    ('--minatar_env=pong', "error: unknown MinAtar game 'pong'"),
 ])
 def test_bad_input_is_refused_in_one_line_without_writing(tmp_path, flag, message):
     result = benchmark(flag, f'--out={tmp_path}', timeout=120)

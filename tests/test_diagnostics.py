@@ -87,3 +87,52 @@ def test_warp_gain_counts_only_pairs_inside_one_episode():
                      key, prior=1.0)
     np.testing.assert_allclose(masked['c_warp_gain'], first_two['c_warp_gain'], rtol=1e-5)
     assert abs(float(both['c_warp_gain']) - float(masked['c_warp_gain'])) > 1e-4
+
+
+def test_object_flow_errors_hand_worked():
+    """Sample 0: the ball moves from (row 2, col 3) to (3, 4), so the external flow at (3, 4) should
+    point back by (dx, dy) = (-1, -1); C says (-1, 0) there: error 1, zero flow's sqrt(2).
+    Sample 1: two objects in one frame (not counted). Sample 2: still object, C says (0.6, 0.8):
+    error 1, zero flow's 0. Sample 3: the pair crosses an episode end (not counted)."""
+    objects = np.zeros((4, 2, 10, 10), np.float32)
+    objects[0, 0, 2, 3] = objects[0, 1, 3, 4] = 1
+    objects[1, 0, 5, 5] = objects[1, 1, 5, 6] = objects[1, 1, 0, 0] = 1
+    objects[2, :, 7, 1] = 1
+    objects[3, 0, 1, 1] = objects[3, 1, 8, 8] = 1
+    flow = np.full((4, 10, 10, 2), 9.0, np.float32)      # 9 everywhere but at the objects' cells
+    flow[0, 3, 4] = (-1.0, 0.0)
+    flow[2, 7, 1] = (0.6, 0.8)
+    mask = np.array([1, 1, 1, 0], np.float32)
+    errors = jax.jit(diagnostics.object_flow_errors)(objects, flow, mask)
+    np.testing.assert_allclose(errors['c_object_epe'], (1.0 + 1.0) / 2, rtol=1e-6)
+    np.testing.assert_allclose(errors['c_object_epe_zero'], (np.sqrt(2) + 0.0) / 2, rtol=1e-6)
+    none = diagnostics.object_flow_errors(objects[1:2], flow[1:2], mask[1:2])
+    assert np.isnan(none['c_object_epe']) and np.isnan(none['c_object_epe_zero'])
+
+
+def test_object_checks_join_the_others_on_a_real_breakout_stream():
+    """On real consecutive breakout states zero flow's object error is the mean length of the
+    ball's moves (numpy, from the ball's cells), over the pairs inside one game."""
+    from psrl_jax.envs.minatar import make_minatar
+    env = make_minatar('breakout', 1, seed=3)
+    frames, firsts = [env.reset()[0]], [True]
+    for _ in range(24):
+        step = env.step(np.array([0]))
+        frames.append(step.observation[0])
+        firsts.append(bool(step.first[0]))
+    pairs = range(len(frames) - 1)
+    observations = jnp.asarray(np.stack([np.stack(frames[i:i + 2]) for i in pairs]))
+    same_episode = jnp.asarray([[True, not firsts[i + 1]] for i in pairs])
+    moves = [np.subtract(*[np.argwhere(frames[j][..., 1] > 0)[0] for j in (i, i + 1)])
+             for i in pairs if not firsts[i + 1]]
+    assert 0 < len(moves) < len(pairs) and any(np.abs(m).sum() == 1 for m in moves)
+    config = psrl.PSRLConfig(encoder='minatar', frame_channels=4, num_actions=6,
+                             augmentation=('grid_shift',), **SMALL)
+    params = psrl.init_params(jax.random.PRNGKey(0), config, observations.shape[2:])
+    checks = jax.jit(diagnostics.correspondence_checks, static_argnames=('config', 'object_channel'))(
+        params, observations, same_episode, jax.random.PRNGKey(1), config=config,
+        object_channel=env.object_channel)
+    assert {'c_shift_epe', 'c_warp_gain', 'c_object_epe', 'c_object_epe_zero'} <= set(checks)
+    np.testing.assert_allclose(checks['c_object_epe_zero'], np.mean(np.hypot(*np.transpose(moves))),
+                               rtol=1e-6)
+    assert np.isfinite(checks['c_object_epe'])

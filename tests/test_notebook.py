@@ -2,6 +2,7 @@
 temp dir, shows its pictures and numbers, and is stored without outputs."""
 import json
 import os
+import re
 import sys
 import time
 
@@ -10,7 +11,8 @@ import nbformat
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'psrl_quickstart.ipynb')
 CELL_TIMEOUT = 900      # seconds; the last cells wait for the background training run
-BUDGET = 600            # the whole notebook, seconds (about 1 minute on an idle 2-core CPU)
+BUDGET = 900            # the whole notebook, seconds (a few minutes on an idle 2-core CPU)
+MINATAR_STEPS = 1200    # section 6's runs, shortened here: 200 learning steps each
 
 
 def test_notebook_is_stored_without_outputs():
@@ -45,6 +47,7 @@ def test_notebook_executes_and_shows_its_results(tmp_path, monkeypatch):
     workdir = tmp_path / 'run'
     workdir.mkdir()
     monkeypatch.setenv('TMPDIR', str(tmp_path))   # the kernel's tempfile folders (the agent's run)
+    monkeypatch.setenv('QUICKSTART_MINATAR_STEPS', str(MINATAR_STEPS))
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name='python3',
                             km=kernel_manager(tmp_path),
                             resources={'metadata': {'path': str(workdir)}})
@@ -58,7 +61,7 @@ def test_notebook_executes_and_shows_its_results(tmp_path, monkeypatch):
     assert not errors
     images = [out for cell in code for out in cell.outputs
               if out.output_type == 'display_data' and 'image/png' in out.get('data', {})]
-    assert len(images) >= 5, len(images)   # frames, C before, C after, curves, visualizer
+    assert len(images) >= 6, len(images)   # frames, C before, C after, curves, visualizer, MinAtar
     text = '\n'.join(text_of(cell) for cell in code)
     assert 'psrl_jax checkout:' in text
     for needle in ('photometric loss', 'untrained C', 'trained C', 'zero flow', 'loss_c_external',
@@ -69,3 +72,11 @@ def test_notebook_executes_and_shows_its_results(tmp_path, monkeypatch):
     assert len(runs) == 1, runs
     for name in ('config.json', 'metrics.csv', 'summary.json', 'visualize/overview.png'):
         assert (runs[0] / name).stat().st_size > 0, name
+    # Section 6: both MinAtar runs evaluated at each quarter, beside the baselines.
+    assert re.search(r'^random \d+\.\d\d, best constant action \d: \d+\.\d\d$', text, re.MULTILINE)
+    for preset in ('rainbow', 'psrl'):
+        evals = [f'at {MINATAR_STEPS * k // 4}' for k in range(1, 5)]
+        line = next(l for l in text.splitlines() if l.startswith(f'{preset}: '))
+        assert all(e in line for e in evals), line
+        summary = json.loads((runs[0].parent / f'minatar_{preset}' / 'summary.json').read_text())
+        assert summary['algorithm'] == preset and summary['total_steps'] == MINATAR_STEPS

@@ -3,6 +3,7 @@ of the Middlebury code; experiments.visualize on a tiny run made by the launcher
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -170,6 +171,12 @@ def test_script_writes_pictures_of_a_trained_run(trained_run, tmp_path):
     result = run('visualize', f'--workdir={trained_run}', '--pairs=3', timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'checkpoint at step 240' in result.stdout and 'with zero flow' in result.stdout
+    # C's ground-truth checks on the drawn frames (no single-object channel on Atari)
+    line = re.search(r'^c_shift_epe (\S+) \(zero flow (\S+)\), c_warp_gain (\S+)$', result.stdout,
+                     re.MULTILINE)
+    assert line, result.stdout
+    shift, zero, gain = map(float, line.groups())
+    assert 0 < zero <= 8 * 2 ** 0.5 and shift >= 0 and gain > 0   # each copy shifted by 0..8 px
     out = trained_run / 'visualize'                                  # the default --out
     for name in ('frames.png', 'flows.png', 'warped.png', 'overview.png'):
         data = (out / name).read_bytes()

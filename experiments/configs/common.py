@@ -31,7 +31,10 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         projection_dim=512,
         augment_per='frame',       # one augmentation draw per frame stack ('frame') or 'sequence'
         cat_flow_gradients=True,   # L_sim's gradient reaches C through CAT's warp
-        query_gradients='all',     # z^q_{k+i} that pass gradients to the encoder: 'all' or 'first'
+        # z^q_{k+i} that pass gradients to the encoder, 'all' or 'first' (z^q_k, as SPR's online
+        # encoder): 'first' costs Atari's update 0.68x the time (psrl/spr 1.37 vs 2.03 on this CPU)
+        # and C's checks nothing on MinAtar (WORKSPACE_NOTES.md, "PSRL's cost").
+        query_gradients='first',
     ))
     config.update(overrides)
     config.update(OBJECTIVES[objective])

@@ -19,6 +19,9 @@ MINATAR_GAMES = ('asterix', 'breakout', 'freeway', 'seaquest', 'space_invaders')
 MAX_EPISODE_STEPS = 10_000
 STICKY_ACTION_PROB = 0.1
 NUM_ACTIONS = 6
+# The channel of each game that holds one object, whose move C's flow is checked against
+# (diagnostics.object_flow_errors): breakout's ball, the player's cell elsewhere.
+OBJECT_CHANNELS = {'asterix': 0, 'breakout': 1, 'freeway': 0, 'seaquest': 0, 'space_invaders': 0}
 
 
 def _minatar():
@@ -62,6 +65,7 @@ class MinAtarEnv(Env):
             env.seed(seed + i)
             self._games.append(env)
         self.frame_channels = int(self._games[0].state_shape()[2])
+        self.object_channel = OBJECT_CHANNELS[game]
         self.observation_shape = tuple(self._games[0].state_shape())
         self._stats = GameStatistics(num_envs)
         self._pending = np.zeros(num_envs, bool)

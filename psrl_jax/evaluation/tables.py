@@ -1,12 +1,16 @@
-"""Our runs beside the paper's tables: per Atari game and per DMControl task.
+"""Our runs beside the paper's tables (per Atari game and per DMControl task) and, on MinAtar, beside
+the random and best constant policies with PSRL's verdict against each other algorithm.
 
 Rows hold our mean and sample sd over seeds (and HNS for Atari) next to the paper's numbers for the
 methods of ATARI_COMPARE_METHODS / DMC_COMPARE_METHODS; experiments/aggregate.py writes them.
 """
 
-from typing import Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
 
 from psrl_jax.envs.atari import ATARI_100K_GAMES
+from psrl_jax.evaluation.aggregates import aggregate_with_ci
 from psrl_jax.evaluation.runs import RunResult, group_runs, mean_sd, steps_label
 from psrl_jax.evaluation.scores import (DMC_TASKS, has_human_score, human_normalized_score,
                                         nearest_dmc_budget, paper_atari_scores, paper_dmc_scores)
@@ -83,3 +87,46 @@ def dmc_per_task_rows(runs: Sequence[RunResult]) -> tuple[list[dict], list[str]]
                                 f'({row["total_steps"]}); all are averaged')
     return rows, warnings
 
+
+
+def minatar_per_game_rows(runs: Sequence[RunResult], baselines: Mapping[str, Mapping],
+                          reps: int = 2000, seed: int = 0) -> tuple[list[dict], list[str]]:
+    """Per (algorithm, MinAtar game): the mean final return over seeds with its 95% bootstrap CI
+    (rliable, seeds resampled), beside the uniformly random policy's and the best constant
+    action's returns (`baselines`: game -> experiments.baselines' JSON; games without one get None).
+
+    Returns (rows, warnings): a warning for each group whose seeds ran different total_steps.
+    """
+    minatar = [r for r in runs if r.suite == 'minatar']
+    groups = group_runs(minatar, lambda r: (r.algorithm, r.env))
+    rows, warnings = [], []
+    for (algorithm, game), members in sorted(groups.items()):
+        returns = np.asarray([[r.eval_return_mean] for r in members])
+        mean, low, high = aggregate_with_ci(returns, reps=reps, seed=seed)['mean']
+        base = baselines.get(game) or {}
+        rows.append({'algorithm': algorithm, 'game': game, 'n_seeds': len(members),
+                     'seeds': ' '.join(str(r.seed) for r in members),
+                     'total_steps': steps_label(members), 'mean': mean, 'ci_low': low,
+                     'ci_high': high, 'sd': mean_sd([r.eval_return_mean for r in members])[1],
+                     'random': base.get('random'), 'best_constant': base.get('best_constant'),
+                     'best_constant_action': base.get('best_constant_action')})
+        if len({r.total_steps for r in members}) > 1:
+            warnings.append(f'{algorithm} {game}: seeds ran different total_steps '
+                            f'({rows[-1]["total_steps"]}); all are averaged')
+    return rows, warnings
+
+
+def minatar_verdicts(rows: Sequence[dict], ours: str = 'psrl') -> list[dict]:
+    """`ours` against every other algorithm on each game both ran: 'wins' when its CI lies above the
+    other's, 'loses' when below, 'ties' when the two 95% CIs overlap."""
+    by_key = {(r['algorithm'], r['game']): r for r in rows}
+    verdicts = []
+    for (algorithm, game), other in sorted(by_key.items()):
+        mine = by_key.get((ours, game))
+        if algorithm == ours or mine is None:
+            continue
+        verdict = ('wins' if mine['ci_low'] > other['ci_high'] else
+                   'loses' if mine['ci_high'] < other['ci_low'] else 'ties')
+        verdicts.append({'game': game, 'ours': ours, 'other': algorithm, 'verdict': verdict,
+                         'ours_mean': mine['mean'], 'other_mean': other['mean']})
+    return verdicts
