@@ -14,7 +14,9 @@ separate globs by commas), groups runs by algorithm and suite, and writes to --o
   atari_losses.png;
   dmc_per_task.{md,csv}        our mean and sd over seeds beside the paper's PSRL and DrQ at the
                                paper budget (100k or 500k) nearest to total_steps;
-  dmc_learning_curves.png, dmc_losses.png.
+  dmc_learning_curves.png, dmc_losses.png;
+  minatar_per_game.{md,csv}    our mean and sd over seeds per MinAtar game (raw scores; the paper
+                               has no MinAtar table), minatar_learning_curves.png, minatar_losses.png.
 Benchmark games and tasks without runs are listed; aggregates over fewer than the 26 games are
 labelled partial. --reference prints the paper's own aggregates and DMControl tables and exits.
 Scores, run loading, aggregates and table rows come from psrl_jax.evaluation; the report's text,
@@ -272,6 +274,18 @@ def save_figure(fig, path: str, dpi: int = 100) -> None:
         plt.close(fig)
 
 
+def curve_figures(runs, out: str, suite: str, reference: Mapping[str, float] | None = None
+                  ) -> list[str]:
+    """Writes <suite>_learning_curves.png and, when runs have a metrics.csv, <suite>_losses.png
+    into `out`; returns the names written."""
+    names = [f'{suite}_learning_curves.png']
+    save_figure(plot_learning_curves(runs, reference=reference), os.path.join(out, names[0]))
+    if any(r.train_curve for r in runs):
+        names.append(f'{suite}_losses.png')
+        save_figure(plot_loss_curves(runs), os.path.join(out, names[-1]))
+    return names
+
+
 # ----------------------------------------------------------------------------------------------
 # The report.
 
@@ -365,12 +379,7 @@ def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str],
                     summary.scores, reps=reps, seed=seed))):
             figures.append(name)
             save_figure(fig, os.path.join(out, name))
-    psrl = scores.paper_atari_scores()['PSRL']
-    figures.append('atari_learning_curves.png')
-    save_figure(plot_learning_curves(runs, reference=psrl), os.path.join(out, figures[-1]))
-    if any(r.train_curve for r in runs):
-        figures.append('atari_losses.png')
-        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
+    figures += curve_figures(runs, out, 'atari', reference=scores.paper_atari_scores()['PSRL'])
     files += [os.path.join(out, f) for f in figures]
 
     for name, text in (('atari_per_game.md', per_game_md), ('atari_aggregates.md', agg_md)):
@@ -416,11 +425,32 @@ def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
     reference = {env: scores.paper_dmc_scores(b.pop())['PSRL'][env][0]
                  for env, b in budgets.items()
                  if len(b) == 1 and env in scores.DMC_TASKS}
-    figures = ['dmc_learning_curves.png']
-    save_figure(plot_learning_curves(runs, reference=reference), os.path.join(out, figures[-1]))
-    if any(r.train_curve for r in runs):
-        figures.append('dmc_losses.png')
-        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
+    figures = curve_figures(runs, out, 'dmc', reference=reference)
+    files += [os.path.join(out, f) for f in figures]
+    images = '\n\n'.join(f'![{f}]({f})' for f in figures)
+    return '\n\n'.join([text, images]), files, warnings
+
+
+def minatar_section(runs, out: str) -> tuple[str, list[str], list[str]]:
+    """Writes the MinAtar table and figures; returns (markdown, files written, warnings)."""
+    rows, warnings = tables.minatar_per_game_rows(runs)
+    files = [os.path.join(out, 'minatar_per_game.csv'), os.path.join(out, 'minatar_per_game.md')]
+    write_csv(rows, files[0])
+    parts = ['## MinAtar: per-game scores',
+             'Raw game score of the final evaluation; mean ± sample sd over seeds (the paper has '
+             'no MinAtar table).']
+    for algorithm in sorted({r['algorithm'] for r in rows}):
+        mine = [r for r in rows if r['algorithm'] == algorithm]
+        table = [[r['game'], r['n_seeds'], r['total_steps'], _pm(r['mean'], r['sd'])]
+                 for r in mine if r['n_seeds']]
+        missing = [r['game'] for r in mine if not r['n_seeds']]
+        parts += [f'### {algorithm}',
+                  markdown_table(['Game', 'Seeds', 'Steps', 'Ours (mean ± sd)'], table),
+                  f'Missing (no runs): {", ".join(missing) if missing else "none"}.']
+    text = '\n\n'.join(parts)
+    with open(files[1], 'w') as f:
+        f.write(text + '\n')
+    figures = curve_figures(runs, out, 'minatar')
     files += [os.path.join(out, f) for f in figures]
     images = '\n\n'.join(f'![{f}]({f})' for f in figures)
     return '\n\n'.join([text, images]), files, warnings
@@ -439,10 +469,12 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
     os.makedirs(out, exist_ok=True)
     atari = [r for r in runs if r.suite == 'atari']
     dmc = [r for r in runs if r.suite == 'dmc']
+    minatar = [r for r in runs if r.suite == 'minatar']
     sections, files = [], []
     for suite, suite_runs, build in (
             ('Atari 100k', atari, lambda rs: atari_section(rs, out, reps, seed)),
-            ('DMControl', dmc, lambda rs: dmc_section(rs, out))):
+            ('DMControl', dmc, lambda rs: dmc_section(rs, out)),
+            ('MinAtar', minatar, lambda rs: minatar_section(rs, out))):
         if suite_runs:
             text, written, more = build(suite_runs)
             sections.append(text)
@@ -450,8 +482,8 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
             warnings += more
         else:
             sections.append(f'## {suite}\n\nNo runs.')
-    head = (f'# Report\n\n{len(runs)} runs ({len(atari)} Atari, {len(dmc)} DMControl) '
-            f'from --runs {",".join(run_globs)}.')
+    head = (f'# Report\n\n{len(runs)} runs ({len(atari)} Atari, {len(dmc)} DMControl, '
+            f'{len(minatar)} MinAtar) from --runs {",".join(run_globs)}.')
     notes = '## Warnings\n\n' + ('\n'.join(f'- {w}' for w in warnings) or 'None.')
     path = os.path.join(out, 'report.md')
     with open(path, 'w') as f:

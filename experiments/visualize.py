@@ -116,8 +116,9 @@ def visualize(workdir: str, out: str, pairs: int, warmup: int, seed_index: int,
     record = read_run(workdir)
     env_name = record['flags']['env']
     suite = runs.env_suite(env_name)
-    if suite is None:
-        raise UsageError(f'{workdir}/config.json names an env of neither suite: {env_name!r}')
+    if suite not in ('atari', 'dmc'):
+        raise UsageError(f'{workdir}/config.json names {env_name!r}, not an Atari game or a '
+                         f'DMControl task: the visualizer shows those')
     settings = record['config']['psrl']
     if not (settings.get('correspondence') or settings.get('cat')):
         raise UsageError(f'the run in {workdir} (preset {record["config"].get("algorithm")!r}) has '

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from psrl_jax.envs.atari import ATARI_100K_GAMES
+from psrl_jax.envs.minatar import MINATAR_GAMES
 
 _ATARI_NAME = re.compile(r'^[A-Z][A-Za-z0-9]*$')
 _DMC_NAME = re.compile(r'^[a-z][a-z0-9_]*-[a-z][a-z0-9_]*$')
@@ -43,11 +44,13 @@ class RunResult:
 
 def env_suite(env: str) -> str | None:
     """'atari' for an Atari game name (e.g. 'Pong'), 'dmc' for domain-task (e.g.
-    'cartpole-swingup'), None when the name looks like neither."""
+    'cartpole-swingup'), 'minatar' for a MinAtar game (e.g. 'breakout'), None for anything else."""
     if env in ATARI_100K_GAMES or _ATARI_NAME.match(env):
         return 'atari'
     if _DMC_NAME.match(env):
         return 'dmc'
+    if env in MINATAR_GAMES:
+        return 'minatar'
     return None
 
 
@@ -94,7 +97,7 @@ def load_run(summary_path: str) -> RunResult:
 
     Raises:
       ValueError: the summary is not valid JSON, lacks a required key, has a wrong type, names
-        an environment of neither suite, or a CSV beside it is not numeric.
+        an environment of no suite, or a CSV beside it is not numeric.
     """
     try:
         with open(summary_path) as f:
@@ -120,7 +123,8 @@ def load_run(summary_path: str) -> RunResult:
     env = env[:-3] if env.endswith('-v5') else env
     suite = env_suite(env)
     if suite is None:
-        raise ValueError(f'env {env!r} is neither an Atari game nor a DMControl domain-task')
+        raise ValueError(f'env {env!r} is neither an Atari game, a DMControl domain-task nor a '
+                         f'MinAtar game')
     seed, total_steps = get('seed', int), get('total_steps', int)
     ret_mean = get('eval_return_mean', float)
     if not math.isfinite(ret_mean):

@@ -1,12 +1,14 @@
-"""Our runs beside the paper's tables: per Atari game and per DMControl task.
+"""Our runs beside the paper's tables: per Atari game and per DMControl task; per MinAtar game.
 
 Rows hold our mean and sample sd over seeds (and HNS for Atari) next to the paper's numbers for the
-methods of ATARI_COMPARE_METHODS / DMC_COMPARE_METHODS; experiments/aggregate.py writes them.
+methods of ATARI_COMPARE_METHODS / DMC_COMPARE_METHODS (the paper has no MinAtar table);
+experiments/aggregate.py writes them.
 """
 
 from typing import Sequence
 
 from psrl_jax.envs.atari import ATARI_100K_GAMES
+from psrl_jax.envs.minatar import MINATAR_GAMES
 from psrl_jax.evaluation.runs import RunResult, group_runs, mean_sd, steps_label
 from psrl_jax.evaluation.scores import (DMC_TASKS, has_human_score, human_normalized_score,
                                         nearest_dmc_budget, paper_atari_scores, paper_dmc_scores)
@@ -83,3 +85,24 @@ def dmc_per_task_rows(runs: Sequence[RunResult]) -> tuple[list[dict], list[str]]
                                 f'({row["total_steps"]}); all are averaged')
     return rows, warnings
 
+
+def minatar_per_game_rows(runs: Sequence[RunResult]) -> tuple[list[dict], list[str]]:
+    """Per-game table of raw game scores: our mean and sd over seeds, one row per (algorithm,
+    game) for the five MinAtar games (n_seeds = 0 when a game has no runs).
+    Returns:
+      (rows, warnings) - a warning for each group whose seeds ran different total_steps.
+    """
+    groups = group_runs([r for r in runs if r.suite == 'minatar'],
+                        lambda r: (r.algorithm, r.env))
+    rows, warnings = [], []
+    for algorithm in sorted({a for a, _ in groups}):
+        for game in MINATAR_GAMES:
+            members = groups.get((algorithm, game), [])
+            mean, sd = mean_sd([r.eval_return_mean for r in members])
+            rows.append({'algorithm': algorithm, 'game': game, 'n_seeds': len(members),
+                         'seeds': ' '.join(str(r.seed) for r in members),
+                         'total_steps': steps_label(members), 'mean': mean, 'sd': sd})
+            if len({r.total_steps for r in members}) > 1:
+                warnings.append(f'{algorithm} {game}: seeds ran different total_steps '
+                                f'({rows[-1]["total_steps"]}); all are averaged')
+    return rows, warnings
