@@ -266,7 +266,8 @@ def device_name() -> str:
     return f'{device.platform}:{getattr(device, "device_kind", "")}'.rstrip(':')
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """'42m07s' below an hour, '3h05m' from an hour on."""
     seconds = int(seconds)
     return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
         f'{seconds // 60}m{seconds % 60:02d}s'
@@ -519,5 +520,5 @@ def _print_progress(env_step: int, total: int, fps: float, rows) -> None:
     eta = (total - env_step) / max(fps, 1e-9)
     losses = ' '.join(f'{k} {np.mean([r[k] for r in rows]):.4g}'
                       for k in ('loss_rl', 'loss_sim', 'loss_c'))
-    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {_format_duration(eta)} | {losses}',
+    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {format_duration(eta)} | {losses}',
           flush=True)
