@@ -45,6 +45,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from psrl_jax.envs.atari import ATARI_100K_GAMES  # noqa: E402
+from psrl_jax.envs.minatar import MINATAR_GAMES  # noqa: E402
 from psrl_jax.errors import UsageError  # noqa: E402
 from psrl_jax.evaluation import aggregates, runs as run_folders, scores, tables  # noqa: E402
 
@@ -280,6 +281,19 @@ def save_figure(fig, path: str, dpi: int = 100) -> None:
         plt.close(fig)
 
 
+def curve_figures(runs, out: str, suite: str, reference: Mapping[str, float] | None = None,
+                  reference_label: str = 'PSRL (paper)') -> list[str]:
+    """Writes <suite>_learning_curves.png (`reference`: a dashed line per env) and, when runs have
+    a metrics.csv, <suite>_losses.png into `out`; returns the names written."""
+    names = [f'{suite}_learning_curves.png']
+    save_figure(plot_learning_curves(runs, reference=reference, reference_label=reference_label),
+                os.path.join(out, names[0]))
+    if any(r.train_curve for r in runs):
+        names.append(f'{suite}_losses.png')
+        save_figure(plot_loss_curves(runs), os.path.join(out, names[-1]))
+    return names
+
+
 # ----------------------------------------------------------------------------------------------
 # The report.
 
@@ -373,12 +387,7 @@ def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str],
                     summary.scores, reps=reps, seed=seed))):
             figures.append(name)
             save_figure(fig, os.path.join(out, name))
-    psrl = scores.paper_atari_scores()['PSRL']
-    figures.append('atari_learning_curves.png')
-    save_figure(plot_learning_curves(runs, reference=psrl), os.path.join(out, figures[-1]))
-    if any(r.train_curve for r in runs):
-        figures.append('atari_losses.png')
-        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
+    figures += curve_figures(runs, out, 'atari', reference=scores.paper_atari_scores()['PSRL'])
     files += [os.path.join(out, f) for f in figures]
 
     for name, text in (('atari_per_game.md', per_game_md), ('atari_aggregates.md', agg_md)):
@@ -424,11 +433,7 @@ def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
     reference = {env: scores.paper_dmc_scores(b.pop())['PSRL'][env][0]
                  for env, b in budgets.items()
                  if len(b) == 1 and env in scores.DMC_TASKS}
-    figures = ['dmc_learning_curves.png']
-    save_figure(plot_learning_curves(runs, reference=reference), os.path.join(out, figures[-1]))
-    if any(r.train_curve for r in runs):
-        figures.append('dmc_losses.png')
-        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
+    figures = curve_figures(runs, out, 'dmc', reference=reference)
     files += [os.path.join(out, f) for f in figures]
     images = '\n\n'.join(f'![{f}]({f})' for f in figures)
     return '\n\n'.join([text, images]), files, warnings
@@ -450,6 +455,7 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
     """Writes the MinAtar table and figures; returns (markdown, files written, warnings)."""
     rows, warnings = tables.minatar_per_game_rows(runs, baselines, reps, seed)
     verdicts = tables.minatar_verdicts(rows)
+    missing = [g for g in MINATAR_GAMES if g not in {r['game'] for r in rows}]
     files = [os.path.join(out, 'minatar_per_game.csv')]
     write_csv(rows, files[0])
     header = ['Game', 'Algorithm', 'Seeds', 'Steps', 'Return (mean [95% CI])', 'Random',
@@ -463,7 +469,9 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
              'interval (seeds resampled), beside the uniformly random policy and the best constant '
              'action on the same evaluation games (missing: run `python -m experiments.baselines '
              '--env=<game> --out=<folder>/<game>.json`).',
-             markdown_table(header, table), '### PSRL against the others',
+             markdown_table(header, table),
+             f'Games without runs: {", ".join(missing) if missing else "none"}.',
+             '### PSRL against the others',
              markdown_table(['Game', 'psrl', 'Other', 'Verdict'],
                             [[v['game'], fmt_number(v['ours_mean'], 2),
                               f"{v['other']} {fmt_number(v['other_mean'], 2)}",
@@ -473,14 +481,9 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
     files.append(os.path.join(out, 'minatar_per_game.md'))
     with open(files[-1], 'w') as f:
         f.write(text + '\n')
-    reference = {game: b['best_constant'] for game, b in baselines.items()}
-    figures = ['minatar_learning_curves.png']
-    save_figure(plot_learning_curves(runs, reference=reference,
-                                     reference_label='best constant action'),
-                os.path.join(out, figures[-1]))
-    if any(r.train_curve for r in runs):
-        figures.append('minatar_losses.png')
-        save_figure(plot_loss_curves(runs), os.path.join(out, figures[-1]))
+    figures = curve_figures(runs, out, 'minatar',
+                            reference={game: b['best_constant'] for game, b in baselines.items()},
+                            reference_label='best constant action')
     files += [os.path.join(out, f) for f in figures]
     images = '\n\n'.join(f'![{f}]({f})' for f in figures)
     return '\n\n'.join([text, images]), files, warnings

@@ -23,6 +23,10 @@ from psrl_jax.errors import UsageError
 
 FLAGS = flags.FLAGS
 
+# A GPU's memory is taken as a run needs it, not 75% of it at start (JAX's default), so that several
+# runs can share one GPU; a value the caller set is kept. Read when JAX first creates its GPU client.
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+
 # Flags that may change when a run is continued; everything else must match the run on disk.
 _RESUMABLE = ('total_steps', 'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every')
 # What a launch's exit status says, besides 0 (done) and 128 + signal (stopped, checkpointed).

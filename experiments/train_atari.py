@@ -7,10 +7,10 @@ The agent is SPR's data-efficient Rainbow (psrl_jax.agents.rainbow) with the con
 from absl import app
 
 from experiments import launch
+from experiments.configs import atari as atari_config
 from psrl_jax.envs.atari import make_atari
 
-launch.define_flags(env='Pong', config_file='atari.py', total_steps=100_000, learning_starts=2000,
-                    eval_episodes=100, eval_every=0, checkpoint_every=25_000)
+launch.define_flags(config_file='atari.py', **atari_config.LAUNCH_DEFAULTS)
 
 
 def main(_):

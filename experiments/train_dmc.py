@@ -9,11 +9,10 @@ Steps are environment steps (action repeat counted). The agent is DrQ's SAC
 from absl import app
 
 from experiments import launch
+from experiments.configs import dmc as dmc_config
 from psrl_jax.envs.dmc import make_dmc
 
-launch.define_flags(env='cartpole-swingup', config_file='dmc.py', total_steps=100_000,
-                    learning_starts=1000, eval_episodes=10, eval_every=10_000,
-                    checkpoint_every=50_000)
+launch.define_flags(config_file='dmc.py', **dmc_config.LAUNCH_DEFAULTS)
 
 
 def main(_):

@@ -8,11 +8,10 @@ config's objective; games: asterix, breakout, freeway, seaquest, space_invaders.
 from absl import app
 
 from experiments import launch
+from experiments.configs import minatar as minatar_config
 from psrl_jax.envs.minatar import make_minatar
 
-launch.define_flags(env='breakout', config_file='minatar.py', total_steps=100_000,
-                    learning_starts=1000, eval_episodes=100, eval_every=10_000,
-                    checkpoint_every=25_000)
+launch.define_flags(config_file='minatar.py', **minatar_config.LAUNCH_DEFAULTS)
 
 
 def main(_):

@@ -122,7 +122,7 @@ def visualize(workdir: str, out: str, pairs: int, warmup: int, seed_index: int,
     env_name = record['flags']['env']
     suite = runs.env_suite(env_name)
     if suite is None:
-        raise UsageError(f'{workdir}/config.json names an env of neither suite: {env_name!r}')
+        raise UsageError(f'{workdir}/config.json names an env of no suite: {env_name!r}')
     settings = record['config']['psrl']
     if not (settings.get('correspondence') or settings.get('cat')):
         raise UsageError(f'the run in {workdir} (preset {record["config"].get("algorithm")!r}) has '

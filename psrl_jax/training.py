@@ -279,7 +279,8 @@ def device_name() -> str:
     return f'{device.platform}:{getattr(device, "device_kind", "")}'.rstrip(':')
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """'42m07s' below an hour, '3h05m' from an hour on."""
     seconds = int(seconds)
     return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
         f'{seconds // 60}m{seconds % 60:02d}s'
@@ -317,13 +318,19 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
-def seed_sharding(num_seeds: int) -> Optional[NamedSharding]:
-    """Shards the seed axis over this process's devices (as many as divide num_seeds), or None."""
+def seed_devices(num_seeds: int) -> list:
+    """This process's devices that hold the seed axis: the first d, d the most that divide
+    num_seeds."""
     devices = jax.local_devices()
-    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
-    if count == 1:
+    return devices[:max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)]
+
+
+def seed_sharding(num_seeds: int) -> Optional[NamedSharding]:
+    """Shards the seed axis over seed_devices(num_seeds), or None for a single device."""
+    devices = seed_devices(num_seeds)
+    if len(devices) == 1:
         return None
-    return NamedSharding(Mesh(np.array(devices[:count]), ('seed',)), PartitionSpec('seed'))
+    return NamedSharding(Mesh(np.array(devices), ('seed',)), PartitionSpec('seed'))
 
 
 def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int], Any],
@@ -341,6 +348,10 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
     the complete checkpoints as they are.
     """
     n = loop.num_seeds
+    device_count = len(seed_devices(n))
+    print(f'device: {device_name()}, {n} seed{"s" if n > 1 else ""} on {device_count} of '
+          f'{jax.local_device_count()} local device{"s" if jax.local_device_count() > 1 else ""} '
+          f'(jax {jax.__version__})', flush=True)
     seed_dirs = loop.seed_dirs(workdir)
     frame_channels = env.frame_channels
     frame_shape = env.observation_shape[:2] + (frame_channels,)
@@ -448,7 +459,7 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
                       f'(+- {last_eval.std():.2f} over {last_eval.size} episodes)', flush=True)
             if step == total:   # before the last checkpoint, which thus marks a complete run
                 summaries = _write_summaries(agent, loop, seed_dirs, last_eval,
-                                             wall_offset + time.time() - start_time)
+                                             wall_offset + time.time() - start_time, device_count)
             if due(loop.checkpoint_every) or stop.signal is not None:
                 host_now = {'step': np.asarray(step, np.int64),
                             'wall_seconds': np.asarray(wall_offset + time.time() - start_time),
@@ -461,8 +472,9 @@ def train(agent: Agent, loop: LoopConfig, env, make_eval_env: Callable[[int, int
 
 
 def _write_summaries(agent: Agent, loop: LoopConfig, seed_dirs: Sequence[str],
-                     returns: np.ndarray, wall: float) -> List[Dict]:
-    """Writes each seed's summary.json from its last evaluation's returns [N, episodes]."""
+                     returns: np.ndarray, wall: float, device_count: int) -> List[Dict]:
+    """Writes each seed's summary.json from its last evaluation's returns [N, episodes];
+    device_count: the devices the seeds were spread over."""
     summaries = []
     for k, directory in enumerate(seed_dirs):
         mean = float(np.mean(returns[k]))
@@ -472,7 +484,7 @@ def _write_summaries(agent: Agent, loop: LoopConfig, seed_dirs: Sequence[str],
                    'total_steps': loop.total_steps, 'eval_return_mean': mean,
                    'eval_return_std': float(np.std(returns[k])),
                    'eval_episodes': int(len(returns[k])), 'human_normalized_score': hns,
-                   'wall_seconds': wall, 'device': device_name()}
+                   'wall_seconds': wall, 'device': device_name(), 'device_count': device_count}
         run_files.write_json(os.path.join(directory, 'summary.json'), summary)
         summaries.append(summary)
     return summaries
@@ -521,5 +533,5 @@ def _print_progress(env_step: int, total: int, fps: float, rows) -> None:
     eta = (total - env_step) / max(fps, 1e-9)
     losses = ' '.join(f'{k} {np.mean([r[k] for r in rows]):.4g}'
                       for k in ('loss_rl', 'loss_sim', 'loss_c'))
-    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {_format_duration(eta)} | {losses}',
+    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {format_duration(eta)} | {losses}',
           flush=True)

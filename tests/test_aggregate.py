@@ -37,8 +37,8 @@ def hns(game, score):
     return (score - rand) / (human - rand)
 
 
-def make_runs(base):
-    for folder, algorithm, env, seed, steps, ret in RUNS:
+def make_runs(base, runs=RUNS):
+    for folder, algorithm, env, seed, steps, ret in runs:
         run = base / folder
         run.mkdir(parents=True)
         (run / 'config.json').write_text('{}')
@@ -210,6 +210,37 @@ def test_cli_reference_prints_paper_numbers():
                for line in lines)
     assert any(line.startswith('finger-spin') and line.split()[-1] == '961+-121'
                for line in lines)
+
+
+def test_minatar_runs_get_their_own_table(tmp_path):
+    make_runs(tmp_path / 'runs', [
+        ('rainbow/breakout/seed_0', 'rainbow', 'breakout', 0, 100_000, 4.0),
+        ('rainbow/breakout/seed_1', 'rainbow', 'breakout', 1, 100_000, 8.0),
+        ('rainbow/freeway', 'rainbow', 'freeway', 0, 100_000, 20.0),
+        ('spr/breakout/seed_0', 'spr', 'breakout', 0, 100_000, 6.0),
+        ('spr/breakout/seed_1', 'spr', 'breakout', 1, 50_000, 2.0)])
+    out = tmp_path / 'report'
+    result = aggregate.write_report([str(tmp_path / 'runs' / '*')], str(out), reps=50)
+    assert result['runs'] == 5
+    rows = read_csv(out / 'minatar_per_game.csv')
+    assert [(r['algorithm'], r['game'], r['n_seeds']) for r in rows] == [
+        ('rainbow', 'breakout', '2'), ('rainbow', 'freeway', '1'), ('spr', 'breakout', '2')]
+    breakout = rows[0]
+    assert float(breakout['mean']) == 6.0 and float(breakout['sd']) == pytest.approx(np.sqrt(8.0))
+    assert rows[2]['total_steps'] == '50000/100000'
+    assert result['warnings'][0].startswith(f'skipping {tmp_path}/runs/broken/summary.json')
+    assert result['warnings'][1:] == ['spr breakout: seeds ran different total_steps '
+                                      '(50000/100000); all are averaged']
+    text = (out / 'minatar_per_game.md').read_text()
+    assert '| breakout | rainbow | 2 | 100000 | 6.00 [4.00, 8.00] |' in text
+    assert '| freeway | rainbow | 1 | 100000 | 20.00 [20.00, 20.00] |' in text
+    assert 'Games without runs: asterix, seaquest, space_invaders.' in text
+    report = (out / 'report.md').read_text()
+    assert '5 runs (0 Atari, 0 DMControl, 5 MinAtar)' in report
+    assert '## Atari 100k\n\nNo runs.' in report and '## MinAtar: per-game returns' in report
+    for name in ('minatar_learning_curves.png', 'minatar_losses.png'):
+        assert (out / name).read_bytes()[:4] == b'\x89PNG' and str(out / name) in result['files']
+    assert not (out / 'atari_per_game.csv').exists() and not (out / 'dmc_per_task.csv').exists()
 
 
 def test_mean_curve_uses_shared_steps():

@@ -173,9 +173,9 @@ def test_suites_and_budgets():
     assert run_folders.env_suite('SpaceInvaders') == 'atari'
     assert run_folders.env_suite('cartpole-swingup') == 'dmc'
     assert run_folders.env_suite('ball_in_cup-catch') == 'dmc'
-    assert run_folders.env_suite('not a name') is None
     assert run_folders.env_suite('breakout') == 'minatar'
     assert run_folders.env_suite('space_invaders') == 'minatar'
+    assert run_folders.env_suite('not a name') is None
     assert scores.nearest_dmc_budget(100_000) == '100k'
     assert scores.nearest_dmc_budget(3_000) == '100k'
     assert scores.nearest_dmc_budget(300_000) == '100k'  # A tie goes to the smaller budget.

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from run_dirs import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUMMARY_KEYS = {'algorithm', 'env', 'seed', 'total_steps', 'eval_return_mean', 'eval_return_std',
-                'eval_episodes', 'human_normalized_score', 'wall_seconds', 'device'}
+                'eval_episodes', 'human_normalized_score', 'wall_seconds', 'device', 'device_count'}
 ATARI = ['--env=Pong', '--learning_starts=200', '--eval_episodes=1', '--log_every=100',
          '--checkpoint_every=150', '--config.replay.batch_size=4', '--config.replay.capacity=1000']
 DMC = ['--env=cartpole-swingup', '--learning_starts=1504', '--eval_episodes=1', '--eval_every=1000',
@@ -50,11 +51,9 @@ def check_run(workdir, steps, algorithm, env, hns_expected):
     assert {'c_shift_epe', 'c_shift_epe_zero', 'c_warp_gain'} <= set(metrics[0]) or algorithm != 'psrl'
     for row in metrics:
         for key, value in row.items():
-            if key == 'train_return':
-                continue
-            if key.startswith('c_') and row not in learning:   # C's checks wait for learning
+            if key.startswith('c_') and float(row['loss_rl']) == 0.0:   # C's checks start with learning
                 assert math.isnan(float(value)), (key, value)
-            else:
+            elif key != 'train_return':
                 assert math.isfinite(float(value)), (key, value)
     assert all(float(r['loss_c']) > 0 and float(r['loss_sim']) != 0 for r in learning)
     evals = read_csv(os.path.join(workdir, 'eval.csv'))
@@ -85,6 +84,10 @@ def test_atari_smoke_run_writes_the_contract_files(atari_run):
     assert summary['human_normalized_score'] == pytest.approx(
         (summary['eval_return_mean'] + 20.7) / (14.6 + 20.7))
     assert 'results in' in result.stdout and 'steps/s' in result.stdout and 'ETA' in result.stdout
+    # The log starts with the device; summary.json names it and how many held the seeds.
+    assert re.fullmatch(rf'device: {re.escape(summary["device"])}, 1 seed on 1 of [0-9]+ local '
+                        r'devices? \(jax [0-9.]+\)', result.stdout.splitlines()[0])
+    assert summary['device_count'] == 1
 
 
 def test_atari_run_continues_with_more_steps_and_is_idempotent_when_finished(atari_run):

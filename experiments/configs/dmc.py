@@ -8,6 +8,9 @@ import ml_collections
 from experiments.configs import common
 
 PRESETS = ('psrl', 'drq', 'spr', 'no_cat', 'no_aat', 'no_internal', 'no_l1')
+# The launcher's flag defaults (experiments/train_dmc.py; experiments.sweep reads them too).
+LAUNCH_DEFAULTS = dict(env='cartpole-swingup', total_steps=100_000, learning_starts=1000,
+                       eval_episodes=10, eval_every=10_000, checkpoint_every=50_000)
 
 
 def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:

@@ -20,6 +20,9 @@ import ml_collections
 from experiments.configs import common
 
 PRESETS = ('psrl', 'spr', 'rainbow', 'no_cat', 'no_aat', 'no_internal', 'no_l1')
+# The launcher's flag defaults (experiments/train_minatar.py; experiments.sweep reads them too).
+LAUNCH_DEFAULTS = dict(env='breakout', total_steps=100_000, learning_starts=1000,
+                       eval_episodes=100, eval_every=10_000, checkpoint_every=25_000)
 
 
 def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:

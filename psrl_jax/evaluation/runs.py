@@ -44,13 +44,13 @@ class RunResult:
 
 def env_suite(env: str) -> str | None:
     """'atari' for an Atari game name (e.g. 'Pong'), 'dmc' for domain-task (e.g.
-    'cartpole-swingup'), 'minatar' for a MinAtar game (e.g. 'breakout'), None otherwise."""
-    if env in MINATAR_GAMES:
-        return 'minatar'
+    'cartpole-swingup'), 'minatar' for a MinAtar game (e.g. 'breakout'), None for anything else."""
     if env in ATARI_100K_GAMES or _ATARI_NAME.match(env):
         return 'atari'
     if _DMC_NAME.match(env):
         return 'dmc'
+    if env in MINATAR_GAMES:
+        return 'minatar'
     return None
 
 
@@ -97,7 +97,7 @@ def load_run(summary_path: str) -> RunResult:
 
     Raises:
       ValueError: the summary is not valid JSON, lacks a required key, has a wrong type, names
-        an environment of neither suite, or a CSV beside it is not numeric.
+        an environment of no suite, or a CSV beside it is not numeric.
     """
     try:
         with open(summary_path) as f:
