@@ -17,7 +17,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUMMARY_KEYS = {'device', 'rainbow_step_ms', 'spr_step_ms', 'psrl_step_ms', 'psrl_over_spr',
                 'env_steps_per_s', 'loop_steps_per_s', 'dmc_batch_size', 'drq_step_ms',
-                'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq', 'cost'}
+                'dmc_spr_step_ms', 'dmc_psrl_step_ms', 'dmc_psrl_over_drq', 'cost',
+                'minatar_steps_per_s'}
 # Small enough for ~1 min on a 2-core CPU, mostly compilation. The loop runs the cheap rainbow
 # preset here (its learn function compiles in seconds, psrl's in ~50 s); the psrl learn step is
 # exercised by the launcher tests.

@@ -12,8 +12,8 @@ no_cat, no_aat, no_internal, no_l1. Settings (WORKSPACE_NOTES.md, "MinAtar"):
   breakout policy stayed a constant one (0.35 at 5k-25k steps); over [-10, 10] it scored 5.1 at 30k
   (random 0.62, best constant 0.46; WORKSPACE_NOTES.md, "MinAtar");
 - data-efficient as DER/SPR instead of its update every 4 steps and target every 1,000: one update
-  per step, the target is the online network (SPR), noisy nets (std 0.5) with epsilon decaying to
-  0.01 over the first 5,000 steps.
+  per step, noisy nets (std 0.5) with epsilon decaying to 0.01 over the first 5,000 steps; the target
+  network an EMA of the online one (tau 0.01 per update).
 """
 import ml_collections
 
@@ -32,7 +32,10 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     config.agent = ml_collections.ConfigDict(dict(
         num_atoms=51, v_min=-10.0, v_max=10.0, hidden=128, noisy_std=0.5,
         learning_rate=1e-3, adam_eps=3.125e-4, max_grad_norm=10.0,
-        target_update_period=1, target_update_tau=1.0,   # SPR: the target is the online net
+        # An EMA target (as BBF's tau 0.005) instead of SPR's online network: with the online
+        # network as its target, PSRL's L1 terms on the raw maps grew until they held the clipped
+        # gradient and psrl stopped learning; rainbow learns as fast either way (WORKSPACE_NOTES.md).
+        target_update_period=1, target_update_tau=0.01,
         epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=5000, eval_epsilon=0.0,
         augmentation=('grid_shift',),
         microbatches=1,
