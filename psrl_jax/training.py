@@ -533,5 +533,8 @@ def _print_progress(env_step: int, total: int, fps: float, rows) -> None:
     eta = (total - env_step) / max(fps, 1e-9)
     losses = ' '.join(f'{k} {np.mean([r[k] for r in rows]):.4g}'
                       for k in ('loss_rl', 'loss_sim', 'loss_c'))
-    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {format_duration(eta)} | {losses}',
-          flush=True)
+    # The games that ended in the interval (all seeds); none ended: no return shown.
+    returns = [r['train_return'] for r in rows if np.isfinite(r['train_return'])]
+    played = f' | train return {np.mean(returns):.2f}' if returns else ''
+    print(f'step {env_step}/{total} | {fps:.1f} steps/s | ETA {format_duration(eta)} | {losses}'
+          f'{played}', flush=True)

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,11 @@ def test_rainbow_on_minatar_beats_random_and_every_constant_action(tmp_path):
     with open(os.path.join(workdir, 'metrics.csv'), newline='') as f:
         metrics = list(csv.DictReader(f))
     assert [int(r['step']) for r in metrics] == list(range(1000, STEPS + 1, 1000))
+    # Each progress line shows the mean return of the games that ended in its interval.
+    shown = dict(re.findall(r'^step (\d+)/\d+ \|.*\| train return (\S+)$', result.stdout, re.M))
+    logged = {r['step']: f"{float(r['train_return']):.2f}" for r in metrics
+              if math.isfinite(float(r['train_return']))}
+    assert shown == logged and len(shown) >= 5, (shown, logged)
 
     base = baselines.baseline_returns(lambda n, seed: make_minatar(GAME, n, seed), 6, EPISODES,
                                       training.evaluation_seed(0, EPISODES))
