@@ -19,9 +19,9 @@ UNUSED_PLUGINS := $(foreach a,$(filter-out $(ACCEL),$(ACCELS)),$(PLUGINS_$(a)))
 GL_PKGS := libosmesa6 libgl1-mesa-dri libegl-mesa0 libgl1
 export MUJOCO_GL ?= egl
 
-# make run: PSRL on MinAtar breakout, evaluated every 1,000 steps, then the returns it must beat.
+# make run: PSRL on MinAtar breakout, evaluated every 2,000 steps, then the returns it must beat.
 RUN_ENV   ?= breakout
-RUN_FLAGS ?= --env=$(RUN_ENV) --seed=0 --total_steps=4000 --eval_every=1000 --eval_episodes=50 --log_every=500 --workdir=runs/make_run
+RUN_FLAGS ?= --env=$(RUN_ENV) --seed=0 --total_steps=10000 --eval_every=2000 --eval_episodes=50 --log_every=1000 --workdir=runs/make_run
 
 .PHONY: install gl test run check-accel clean
 install: $(STAMP) gl
