@@ -3,12 +3,12 @@
   python -m experiments.correspondence --suite=dmc --env=cheetah-run \
       --config=experiments/configs/dmc.py:psrl --config.psrl.correspondence_resolution=0 ...
 
-Plays random actions in one env of the suite (episodes one after the other; samples stay inside one), trains the encoder and C on the agent's L_c alone
-(psrl.psrl_loss with CAT and AAT off: the external maps over the horizon and the internal map, on
-frames augmented as the agent augments them) with Adam, and reports C's checks
-(diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
-MinAtar) on held-out frames
-of the same episode before and after training. The last line is one JSON object; --out also saves it.
+Plays random actions in one env of the suite (episodes one after the other; samples stay inside
+one), trains the encoder and C on the agent's L_c alone (psrl.psrl_loss with CAT and AAT off: the
+external maps over the horizon and the internal map, on frames augmented as the agent augments
+them) with Adam, and reports C's checks (diagnostics.correspondence_checks: c_shift_epe,
+c_shift_epe_zero, c_warp_gain; c_object_epe on MinAtar) on held-out frames of the same episode
+before and after training. The last line is one JSON object; --out also saves it.
 """
 import dataclasses
 import datetime

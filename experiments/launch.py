@@ -189,8 +189,9 @@ def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.
 def git_commit() -> Optional[str]:
     """HEAD of the repository holding this file, or None (no git, not a checkout)."""
     try:
-        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
-                             text=True, timeout=10, check=True)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True,
+                             timeout=10, check=True)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -272,8 +272,8 @@ def psrl_loss(online_params: Params, target_params: Params, batch: PSRLBatch, ke
 
     online_params / target_params: dicts from init_params (the target is E^t, conv1x1^t, psi^t: an EMA
     of the online parameters, or the online parameters themselves when tau = 0 as in SPR).
-    batch: PSRLBatch with T = config.sequence_length observations. key: the augmentation draw (config.augmentation,
-    one draw per frame stack or per subsequence: config.augment_per).
+    batch: PSRLBatch with T = config.sequence_length observations. key: the augmentation draw
+    (config.augmentation, one draw per frame stack or per subsequence: config.augment_per).
     Returns (loss [B], metrics) as psrl_objective.
     """
     chex.assert_axis_dimension(batch.observation, 1, config.sequence_length)

@@ -8,8 +8,8 @@ index (PEP 658) or, where the index lacks it, from the wheel's end by HTTP range
 (`--use-feature=fast-deps`), so the 0.7 GB cuDNN wheel is not downloaded. The pins must resolve,
 and they must be exactly what jax[A] pulls in: every package reached from jax's `extra == "A"`
 requirements (through the resolved packages' own requirements, stopping at packages requirements.txt
-pins) is pinned with == in requirements-A.txt, and nothing else is. Prints one line per accelerator; a failure is one `error:`
-line and exit status 1; an index out of reach is one line for all.
+pins) is pinned with == in requirements-A.txt, and nothing else is. Prints one line per accelerator;
+a failure is one `error:` line and exit status 1; an index out of reach is one line for all.
 """
 import json
 import os
