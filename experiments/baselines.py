@@ -15,15 +15,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import launch
 from psrl_jax import baselines, training
-from psrl_jax.envs.atari import make_atari
-from psrl_jax.envs.minatar import make_minatar
 from psrl_jax.errors import UsageError
 
-EVAL_ENVS = {'atari': lambda name: lambda n, seed: make_atari(name, n, seed, training=False),
-             'minatar': lambda name: lambda n, seed: make_minatar(name, n, seed)}
 FLAGS = flags.FLAGS
-flags.DEFINE_enum('suite', 'minatar', list(EVAL_ENVS), 'Suite (discrete actions only).')
+flags.DEFINE_enum('suite', 'minatar', ['atari', 'minatar'], 'Suite (discrete actions only).')
 flags.DEFINE_string('env', 'breakout', 'Game of the suite.')
 flags.DEFINE_integer('episodes', 100, 'Games per policy.')
 flags.DEFINE_integer('seed', 0, 'The run seed whose evaluation envs are played.')
@@ -35,7 +32,7 @@ def main(_):
     try:
         if FLAGS.episodes < 1:
             raise UsageError(f'--episodes must be >= 1, got {FLAGS.episodes}')
-        make_env = EVAL_ENVS[FLAGS.suite](FLAGS.env)
+        make_env = lambda n, seed: launch.make_eval_env(FLAGS.suite, FLAGS.env, n, seed)
         probe = make_env(1, FLAGS.seed)          # raises UsageError for an unknown game
         num_actions = probe.num_actions
         probe.close()

@@ -27,16 +27,11 @@ from ml_collections import config_flags
 
 from experiments import launch
 from psrl_jax import diagnostics, psrl, training
-from psrl_jax.envs.atari import make_atari
-from psrl_jax.envs.dmc import make_dmc
-from psrl_jax.envs.minatar import make_minatar
 from psrl_jax.errors import UsageError
 
-MAKERS = {'atari': lambda name, seed: make_atari(name, 1, seed, training=False),
-          'dmc': lambda name, seed: make_dmc(name, 1, seed),
-          'minatar': lambda name, seed: make_minatar(name, 1, seed)}
+SUITES = ('atari', 'dmc', 'minatar')
 FLAGS = flags.FLAGS
-flags.DEFINE_enum('suite', 'dmc', list(MAKERS), 'Environment suite.')
+flags.DEFINE_enum('suite', 'dmc', list(SUITES), 'Environment suite.')
 flags.DEFINE_string('env', 'cheetah-run', 'Game or task of the suite.')
 flags.DEFINE_integer('frames', 96, 'Consecutive frames played (the last quarter is held out).')
 flags.DEFINE_integer('warmup', 30, 'Random steps before the frames are taken.')
@@ -52,7 +47,7 @@ config_flags.DEFINE_config_file('config', None, 'The suite config (file:preset) 
 def play(suite: str, name: str, frames: int, warmup: int, seed: int):
     """uint8 [frames, H, W, C] observations under random actions, their episode numbers [frames]
     (a new one after every episode end; the reset's pseudo-step is dropped), and the env."""
-    env = MAKERS[suite](name, seed)
+    env = launch.make_eval_env(suite, name, 1, seed)
     rng = np.random.default_rng(seed)
     random_action = lambda: (rng.integers(0, env.num_actions, 1) if env.num_actions is not None
                              else rng.uniform(-1, 1, (1, env.action_dim)))

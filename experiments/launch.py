@@ -170,6 +170,20 @@ def _correspondence_checks(state, batch, key, config, object_channel):
                                              key, config, object_channel)
 
 
+def make_eval_env(suite: str, name: str, num_envs: int, seed: int):
+    """`num_envs` envs of a suite's game or task with the settings the launchers evaluate on (Atari:
+    no life-loss resets), env i seeded seed + i; an unknown name raises UsageError."""
+    # Each suite's simulator is imported only when asked for.  pylint: disable=import-outside-toplevel
+    if suite == 'atari':
+        from psrl_jax.envs.atari import make_atari
+        return make_atari(name, num_envs, seed, training=False)
+    if suite == 'minatar':
+        from psrl_jax.envs.minatar import make_minatar
+        return make_minatar(name, num_envs, seed)
+    from psrl_jax.envs.dmc import make_dmc
+    return make_dmc(name, num_envs, seed)
+
+
 def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.Agent:
     """The agent of a config for an env: SPR's Rainbow on Atari and MinAtar, DrQ's SAC on DMControl."""
     batch, chunks = config.replay.batch_size, config.agent.microbatches

@@ -4,6 +4,8 @@
   python -m experiments.train_atari --config=experiments/configs/atari.py:spr --workdir=runs/spr
 The agent is SPR's data-efficient Rainbow (psrl_jax.agents.rainbow) with the config's objective.
 """
+import functools
+
 from absl import app
 
 from experiments import launch
@@ -15,7 +17,7 @@ launch.define_flags(config_file='atari.py', **atari_config.LAUNCH_DEFAULTS)
 
 def main(_):
     launch.main('atari', lambda name, n, seed: make_atari(name, n, seed, training=True),
-                lambda name, n, seed: make_atari(name, n, seed, training=False))
+                functools.partial(launch.make_eval_env, 'atari'))
 
 
 if __name__ == '__main__':

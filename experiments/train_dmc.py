@@ -6,6 +6,8 @@
 Steps are environment steps (action repeat counted). The agent is DrQ's SAC
 (psrl_jax.agents.sac) with the config's objective on its encoder.
 """
+import functools
+
 from absl import app
 
 from experiments import launch
@@ -17,7 +19,7 @@ launch.define_flags(config_file='dmc.py', **dmc_config.LAUNCH_DEFAULTS)
 
 def main(_):
     launch.main('dmc', lambda name, n, seed: make_dmc(name, n, seed),
-                lambda name, n, seed: make_dmc(name, n, seed))
+                functools.partial(launch.make_eval_env, 'dmc'))
 
 
 if __name__ == '__main__':

@@ -5,6 +5,8 @@
 The agent is SPR's data-efficient Rainbow (psrl_jax.agents.rainbow) with MinAtar's network and the
 config's objective; games: asterix, breakout, freeway, seaquest, space_invaders.
 """
+import functools
+
 from absl import app
 
 from experiments import launch
@@ -16,7 +18,7 @@ launch.define_flags(config_file='minatar.py', **minatar_config.LAUNCH_DEFAULTS)
 
 def main(_):
     launch.main('minatar', lambda name, n, seed: make_minatar(name, n, seed),
-                lambda name, n, seed: make_minatar(name, n, seed))
+                functools.partial(launch.make_eval_env, 'minatar'))
 
 
 if __name__ == '__main__':

@@ -64,18 +64,6 @@ def read_run(workdir: str) -> dict:
     return record
 
 
-def make_env(suite: str, name: str, seed: int):
-    """One env of the run's game or task (Atari: evaluation settings, so no life-loss resets)."""
-    if suite == 'atari':
-        from psrl_jax.envs.atari import make_atari  # pylint: disable=import-outside-toplevel
-        return make_atari(name, 1, seed, training=False)
-    if suite == 'minatar':
-        from psrl_jax.envs.minatar import make_minatar  # pylint: disable=import-outside-toplevel
-        return make_minatar(name, 1, seed)
-    from psrl_jax.envs.dmc import make_dmc  # pylint: disable=import-outside-toplevel
-    return make_dmc(name, 1, seed)
-
-
 def rebuild_agent(record: dict, suite: str, env) -> training.Agent:
     """The run's agent, built as its launcher does from the resolved config."""
     run_flags = record['flags']
@@ -139,7 +127,7 @@ def visualize(workdir: str, out: str, pairs: int, warmup: int, seed_index: int,
         raise UsageError(f'{workdir} has no checkpoint: train the run (or let it reach a '
                          f'checkpoint) first')
     seed = int(record['flags']['seed'])
-    env = make_env(suite, env_name, seed)
+    env = launch.make_eval_env(suite, env_name, 1, seed)
     try:
         agent = rebuild_agent(record, suite, env)
         objective = launch.objective(ml_collections.ConfigDict(record['config']), env, suite)
