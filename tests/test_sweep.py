@@ -161,12 +161,28 @@ def test_parallel_is_refused_where_there_are_gpus(tmp_path):
 def test_device_variables_and_slots():
     assert sweep.slots(['0', '1'], 2, None) == ['0', '0', '1', '1']
     assert sweep.slots([], 1, None) == [None] and sweep.slots([], 1, 3) == [None] * 3
+    # Without GPUs: the cores round-robin over the runs, when each run gets at least one.
+    assert sweep.slots([], 1, 2, [3, 0, 2, 1]) == [(0, 2), (1, 3)]
+    assert sweep.slots([], 1, 3, [0, 1]) == [None] * 3 and sweep.slots([], 1, 1, [0, 1]) == [None]
+    assert sweep.slots(['0'], 1, None, [0, 1]) == ['0']
+    assert sweep.device_variables((0, 2), 1, {}) == {}
     assert sweep.device_variables(None, 2, {}) == {}
     assert sweep.device_variables('1', 1, {}) == {'CUDA_VISIBLE_DEVICES': '1'}
     assert sweep.device_variables('1', 4, {}) == {'CUDA_VISIBLE_DEVICES': '1',
                                                   'XLA_CLIENT_MEM_FRACTION': '0.225'}
     for name in ('XLA_CLIENT_MEM_FRACTION', 'XLA_PYTHON_CLIENT_MEM_FRACTION'):   # the user's wins
         assert sweep.device_variables('1', 3, {name: '0.5'}) == {'CUDA_VISIBLE_DEVICES': '1'}
+
+
+def test_a_pinned_run_runs_on_its_cores_only(tmp_path):
+    cores = tuple(sorted(os.sched_getaffinity(0)))[:1]
+    log = str(tmp_path / 'logs' / 'probe.log')
+    probe = sweep.Run('probe/cores', [PY, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))'],
+                      str(tmp_path), log, [str(tmp_path / 'seed_0')], 10, 1, 1)
+    assert sweep.Sweep([probe], [cores], 1, progress_every=60).execute() == 0
+    with open(log) as f:
+        header, printed = f.read().splitlines()
+    assert f'(cpus {cores[0]}) ' in header and printed == str(list(cores))
 
 
 def test_local_gpus_follow_cuda_visible_devices(monkeypatch):
