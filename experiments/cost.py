@@ -100,51 +100,78 @@ COMPONENTS = (
 )
 
 
-def components(suite: str, batch_size: Optional[int] = None) -> list:
+def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -> list:
     """The psrl update's cost, then the part of it each switch of COMPONENTS removes, and the
     baselines' updates: rows {'what', 'temp_gb', 'gflops', 'gbytes'} (forward and backward inside
-    the jitted update; micro-batches as the config has them for temp_gb, one piece for the rest)."""
-    def measure(preset, **objective):
+    the jitted update; micro-batches as the config has them for temp_gb, one piece for the rest).
+
+    repeats > 0 also runs each update (as the config builds it, on a synthetic batch) and adds
+    'ms', the median of `repeats` timed calls (experiments.benchmark.measure_learner_step), plus
+    a row for the micro-batch loop where the config has one (its update in one piece, timed).
+    """
+    from experiments import benchmark   # pylint: disable=import-outside-toplevel (it imports us)
+    spec = SPECS[suite]
+
+    def build_config(preset, objective, microbatches=None):
         config = CONFIGS[suite].get_config(preset)
         config.psrl.update(objective)
         if batch_size is not None:
             config.replay.batch_size = batch_size
-        spec = SPECS[suite]
+        if microbatches is not None:
+            config.agent.microbatches = microbatches
         loop = training.LoopConfig(env=spec.game, seed=0, total_steps=100_000,
                                    learning_starts=1000, eval_episodes=1, eval_every=0,
                                    log_every=1000, checkpoint_every=0)
-        memory = compiled_update(launch.build_agent(suite, config, spec, loop), spec)
-        config.agent.microbatches = 1
-        cost = compiled_update(launch.build_agent(suite, config, spec, loop), spec).cost_analysis()
+        return launch.build_agent(suite, config, spec, loop)
+
+    def milliseconds(agent):
+        batch = benchmark.synthetic_batch(agent, spec.observation_shape, spec.num_actions, 0)
+        return benchmark.measure_learner_step(agent, batch, repeats, 0)['median_ms']
+
+    def measure(preset, **objective):
+        agent = build_config(preset, objective)
+        memory = compiled_update(agent, spec)
+        whole = (memory if CONFIGS[suite].get_config(preset).agent.microbatches == 1
+                 else compiled_update(build_config(preset, objective, 1), spec))
+        cost = whole.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         return (memory.memory_analysis().temp_size_in_bytes / 1e9, cost['flops'] / 1e9,
-                cost['bytes accessed'] / 1e9)
+                cost['bytes accessed'] / 1e9) + ((milliseconds(agent),) if repeats else ())
 
+    keys = ('temp_gb', 'gflops', 'gbytes', 'ms')
     full = measure('psrl')
-    rows = [{'what': 'psrl update', 'temp_gb': full[0], 'gflops': full[1], 'gbytes': full[2]}]
-    default = CONFIGS[suite].get_config('psrl').psrl
+    rows = [{'what': 'psrl update', **dict(zip(keys, full))}]
+    default = CONFIGS[suite].get_config('psrl')
+    if repeats and default.agent.microbatches > 1:
+        whole = milliseconds(build_config('psrl', {}, 1))
+        rows.append({'what': f'micro-batch loop ({default.agent.microbatches} chunks; time only)',
+                     'temp_gb': 0.0, 'gflops': 0.0, 'gbytes': 0.0,
+                     'ms': round(full[3] - whole, 1)})
     for what, switches in COMPONENTS:
-        if all(default[k] == v for k, v in switches.items()):
+        if all(default.psrl[k] == v for k, v in switches.items()):
             continue                     # the config has it this way: nothing to remove or add
         variant = measure('psrl', **switches)
         sign = -1 if what.endswith('(adds)') else 1
         rows.append({'what': what, **{k: round(sign * (f - v), 4) for k, f, v in
-                                      zip(('temp_gb', 'gflops', 'gbytes'), full, variant)}})
+                                      zip(keys, full, variant)}})
     for preset in [p for p in ('spr', 'rainbow', 'drq') if p in CONFIGS[suite].PRESETS]:
-        temp, flops, traffic = measure(preset)
-        rows.append({'what': f'{preset} update', 'temp_gb': temp, 'gflops': flops,
-                     'gbytes': traffic})
+        rows.append({'what': f'{preset} update', **dict(zip(keys, measure(preset)))})
     return rows
 
 
 if __name__ == '__main__':
     import json, sys   # pylint: disable=multiple-imports
+    # python -m experiments.cost [suite] [batch] [repeats]: the table, then one JSON line.
     suite = sys.argv[1] if len(sys.argv) > 1 else 'atari'
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else None
-    table = components(suite, batch)
+    repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    table = components(suite, batch, repeats)
+    timed = ' ms |' if repeats else ''
     print(f'| {suite} (batch {batch or CONFIGS[suite].get_config().replay.batch_size}) | temp GB '
-          f'| GFLOP | GB accessed |\n| --- | --- | --- | --- |')
+          f'| GFLOP | GB accessed |{timed}\n| --- | --- | --- | --- |{" --- |" if repeats else ""}')
     for row in table:
-        print(f"| {row['what']} | {row['temp_gb']:.3f} | {row['gflops']:.2f} | {row['gbytes']:.3f} |")
-    print(json.dumps({'suite': suite, 'batch': batch, 'device': training.device_name(),
-                      'commit': launch.git_commit(), 'rows': table}))
+        print(f"| {row['what']} | {row['temp_gb']:.3f} | {row['gflops']:.2f} | {row['gbytes']:.3f} |"
+              + (f" {row['ms']:.0f} |" if repeats else ''))
+    print(json.dumps({'suite': suite, 'batch': batch, 'repeats': repeats,
+                      'device': training.device_name(), 'commit': launch.git_commit(),
+                      'rows': table}))

@@ -157,3 +157,18 @@ def test_default_dmc_psrl_update_fits_in_8_gb_at_the_configs_batch():
     assert agent.replay.batch_size == 512
     temp_gb = cost.compiled_update(agent, cost.SPECS['dmc']).memory_analysis().temp_size_in_bytes / 1e9
     assert temp_gb <= 8.0, f'{temp_gb:.2f} GB of temporaries'
+
+
+def test_components_subtract_each_switch_from_the_full_update_and_time_them(monkeypatch):
+    # Two switches: one the config has (L1 terms: removing it saves), one it leaves out (the
+    # refinement: adding it costs); the signs put both as positive costs of the part.
+    monkeypatch.setattr(cost, 'COMPONENTS', (('L1 terms', dict(l1=False)),
+                                             ('refinement (adds)',
+                                              dict(correspondence_refinement=True))))
+    rows = {row['what']: row for row in cost.components('minatar', batch_size=4, repeats=2)}
+    assert list(rows) == ['psrl update', 'L1 terms', 'refinement (adds)', 'spr update',
+                          'rainbow update']
+    assert rows['refinement (adds)']['gflops'] > 0.01 and rows['L1 terms']['gflops'] >= 0
+    assert rows['psrl update']['gflops'] > rows['rainbow update']['gflops']
+    assert all(np.isfinite(row['ms']) for row in rows.values())
+    assert all(rows[p]['ms'] > 0 for p in ('psrl update', 'spr update', 'rainbow update'))
