@@ -22,12 +22,15 @@ def renormalize(x: jnp.ndarray) -> jnp.ndarray:
 
 
 class AtariEncoder(nn.Module):
-    """The Nature-DQN convolutions as SPR uses them: [B, 84, 84, 4] -> [B, 7, 7, 64], renormalized."""
+    """The Nature-DQN convolutions as SPR uses them: [B, 84, 84, 4] -> [B, 7, 7, 64], renormalized;
+    early=True: the first convolution's map instead, [B, 20, 20, 32], renormalized."""
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, early: bool = False) -> jnp.ndarray:
         for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
             x = nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride), padding='VALID')(x))
+            if early:
+                break
         return renormalize(x)
 
 

@@ -52,6 +52,7 @@ class PSRLConfig:
     correspondence_hidden: int = 64
     correspondence_resolution: int = 0     # side of the grid C matches on (0: the feature map's)
     correspondence_refinement: bool = True  # C's conv refinement of its soft-argmax flow
+    correspondence_map: str = 'final'      # C matches on the encoder's 'final' map or its 'early' one
     transition_hidden: int = 64
     projection_dim: int = 512
     augmentation: Tuple[str, ...] = ('shift', 'intensity')
@@ -69,6 +70,12 @@ class PSRLConfig:
             raise ValueError('horizon and sim_steps must be >= 1')
         if self.augment_per not in ('frame', 'sequence'):
             raise ValueError(f"augment_per must be 'frame' or 'sequence', got {self.augment_per!r}")
+        if self.correspondence_map not in ('final', 'early'):
+            raise ValueError(f"correspondence_map must be 'final' or 'early', got "
+                             f"{self.correspondence_map!r}")
+        if self.correspondence_map == 'early' and self.encoder != 'atari':
+            raise ValueError(f"correspondence_map='early' (the first convolution's map) is built "
+                             f"for the atari encoder only, not {self.encoder!r}")
         if self.query_gradients not in ('all', 'first'):
             raise ValueError(f"query_gradients must be 'all' or 'first', got {self.query_gradients!r}")
         if self.cat and self.sim_steps > self.horizon:
@@ -141,7 +148,9 @@ def init_params(key: chex.PRNGKey, config: PSRLConfig, observation_shape) -> Dic
     params = {'encoder': m.encoder.init(next(keys), obs)}
     z = m.encoder.apply(params['encoder'], obs)
     if config.uses_flows:
-        params['correspondence'] = m.correspondence.init(next(keys), z, z)
+        z_c = (m.encoder.apply(params['encoder'], obs, early=True)
+               if config.correspondence_map == 'early' else z)
+        params['correspondence'] = m.correspondence.init(next(keys), z_c, z_c)
     if config.cat or config.aat:
         params['conv1x1'] = m.conv1x1.init(next(keys), z)
         params['projection'] = m.projection.init(next(keys), z)
@@ -161,13 +170,17 @@ def _merged(fn, *xs):
     return out.reshape((batch, n) + out.shape[1:])
 
 
-def encode(params: Params, observations: jnp.ndarray, config: PSRLConfig) -> jnp.ndarray:
-    """Encoder features of a sequence: [B, N, H, W, stack*c] float -> [B, N, h, w, C]."""
+def encode(params: Params, observations: jnp.ndarray, config: PSRLConfig,
+           early: bool = False) -> jnp.ndarray:
+    """Encoder features of a sequence: [B, N, H, W, stack*c] float -> [B, N, h, w, C] (the
+    encoder's early map with early=True; see correspondence_map)."""
     encoder = make_modules(config).encoder
-    return _merged(lambda o: encoder.apply(params['encoder'], o), observations)
+    extra = {'early': True} if early else {}
+    return _merged(lambda o: encoder.apply(params['encoder'], o, **extra), observations)
 
 
-def encode_query(params: Params, observations: jnp.ndarray, config: PSRLConfig) -> jnp.ndarray:
+def encode_query(params: Params, observations: jnp.ndarray, config: PSRLConfig,
+                 early: bool = False) -> jnp.ndarray:
     """z^q of o_k .. o_{k+num_query-1}: float [B, >= num_query, H, W, stack*c] -> [B, num_query, h, w, C].
 
     With query_gradients = 'first' only z^q_k passes gradients to the encoder (the rest are encoded
@@ -175,19 +188,32 @@ def encode_query(params: Params, observations: jnp.ndarray, config: PSRLConfig) 
     M + 1); with 'all' every z^q_{k+i} does.
     """
     if config.query_gradients == 'all' or config.num_query == 1:
-        return encode(params, observations[:, :config.num_query], config)
-    rest = encode(jax.lax.stop_gradient(params), observations[:, 1:config.num_query], config)
-    return jnp.concatenate([encode(params, observations[:, :1], config), rest], axis=1)
+        return encode(params, observations[:, :config.num_query], config, early)
+    rest = encode(jax.lax.stop_gradient(params), observations[:, 1:config.num_query], config, early)
+    return jnp.concatenate([encode(params, observations[:, :1], config, early), rest], axis=1)
+
+
+def correspondence_features(online_params: Params, target_params: Params,
+                            observations: jnp.ndarray, config: PSRLConfig):
+    """C's inputs when it matches on the encoder's early map: (z^q, z^t) of that map, shaped as
+    psrl_objective's query and target; None when C uses the final map (query and target)."""
+    if config.correspondence_map == 'final' or not config.uses_flows:
+        return None
+    return (encode_query(online_params, observations, config, early=True),
+            encode(target_params, observations[:, 1:], config, early=True))
 
 
 def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndarray,
                    target: jnp.ndarray, frames: jnp.ndarray, actions: jnp.ndarray,
-                   same_episode: jnp.ndarray, config: PSRLConfig
+                   same_episode: jnp.ndarray, config: PSRLConfig, c_features=None
                    ) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
     """The objective from encoder features, for agents that share z^q_k with their RL head.
 
     query: [B, config.num_query, h, w, C], z^q of o_k, o_{k+1}, ...
     target: [B, T-1, h, w, C], z^t of o_{k+1} .. o_{k+T-1} (treated as stop-gradient).
+    c_features: C's inputs (query, target) on another map, [B, ., h', w', C'], from
+    correspondence_features; None: C matches on query and target. CAT's warp gets C's flows
+    resampled to h x w.
     frames: [B, T, H, W, c], the newest frame I_i of each observation the encoders saw, in [0, 1].
     actions: [B, T-1] (int) or [B, T-1, A]; same_episode: bool [B, T].
     Returns (loss [B], metrics: batch means of every active term, 'loss_sim' and 'loss_c').
@@ -207,15 +233,17 @@ def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndar
     loss_c = jnp.zeros(batch)
     loss_sim = jnp.zeros(batch)
 
+    c_query, c_target = (query, target) if c_features is None else (
+        c_features[0], jax.lax.stop_gradient(c_features[1]))
     if config.uses_flows:
         horizon = config.horizon
         external = _merged(lambda a, b: apply('correspondence', a, b),
-                           target[:, :horizon], query[:, :horizon])       # [B, M+1, h, w, 2]
+                           c_target[:, :horizon], c_query[:, :horizon])   # [B, M+1, h', w', 2]
         metrics['flow_magnitude'] = jnp.mean(jnp.linalg.norm(external, axis=-1))
     if config.correspondence:
         height, width = frames.shape[2:4]
         to_image = lambda flow: transforms.upsample_flow(flow, height, width)
-        internal = (to_image(apply('correspondence', query[:, 0], query[:, horizon - 1]))
+        internal = (to_image(apply('correspondence', c_query[:, 0], c_query[:, horizon - 1]))
                     if config.internal else None)
         terms = losses.correspondence_terms(
             frames[:, :horizon + 1], _merged(to_image, external), internal,
@@ -234,6 +262,8 @@ def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndar
         if config.cat:
             z_q = _merged(lambda x: apply('conv1x1', x), query[:, :steps])
             flows = external[:, :steps]
+            if flows.shape[2:4] != query.shape[2:4]:   # C on the early map: its flows to h x w
+                flows = _merged(lambda f: transforms.upsample_flow(f, *query.shape[2:4]), flows)
             if not config.cat_flow_gradients:
                 flows = jax.lax.stop_gradient(flows)
             z_tr = _merged(transforms.warp, z_q, flows)
@@ -282,4 +312,5 @@ def psrl_loss(online_params: Params, target_params: Params, batch: PSRLBatch, ke
     query = encode_query(online_params, observations, config)
     target = encode(target_params, observations[:, 1:], config)
     return psrl_objective(online_params, target_params, query, target,
-                          newest_frames(observations, config), batch.action, batch.same_episode, config)
+                          newest_frames(observations, config), batch.action, batch.same_episode, config,
+                          correspondence_features(online_params, target_params, observations, config))

@@ -109,7 +109,8 @@ def warp(image: jnp.ndarray, flow: jnp.ndarray) -> jnp.ndarray:
 
 
 def upsample_flow(flow: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
-    """Bilinear up-sampling of a flow [B, h, w, 2] to [B, height, width, 2], rescaled to the new pixels.
+    """Bilinear up-sampling of a flow [B, h, w, 2] to [B, height, width, 2], rescaled to the new pixels
+    (down-sampling, e.g. C's early-map flows to the final map for CAT, averages as jax.image.resize).
 
     Half-pixel-centred grids: a displacement of one cell of the h x w grid is height / h pixels (rows) and
     width / w pixels (columns).

@@ -199,12 +199,50 @@ def test_augmentation_key_changes_loss():
     np.testing.assert_array_equal(np.asarray(c), np.asarray(d))
 
 
+def encoder_layer_norms(online):
+    return [norms(online['encoder']['params'][f'Conv_{i}'])['kernel'] for i in range(3)]
+
+
+def test_correspondence_on_the_early_map_trains_only_the_first_convolution_through_l_c():
+    # L_c alone: C matches on the first convolution's 20x20 map, so L_c's gradient reaches that
+    # convolution and no later one; on the final map it reaches all three.
+    lc_only = dict(cat=False, aat=False, l1=False)
+    config, params, batch = make({**lc_only, 'correspondence_map': 'early'})
+    online, target = grads(config, params, batch)
+    first, second, third = encoder_layer_norms(online)
+    assert first > 0 and second == 0.0 and third == 0.0
+    assert norms(online)['correspondence'] > 0 and all(v == 0 for v in norms(target).values())
+    config, params, batch = make(lc_only)
+    assert all(v > 0 for v in encoder_layer_norms(grads(config, params, batch)[0]))
+
+
+def test_early_map_flows_reach_cat_resampled_to_the_final_map():
+    # CAT alone: C's only gradient is L_sim's through CAT's warp of the 7x7 map with C's 20x20
+    # flows resampled; the objective with C's inputs given as the final maps is the default one.
+    cat_only = dict(correspondence=False, internal=False, aat=False)
+    config, params, batch = make({**cat_only, 'correspondence_map': 'early'})
+    online, _ = grads(config, params, batch)
+    assert norms(online)['correspondence'] > 0 and encoder_layer_norms(online)[0] > 0
+    config, params, batch = make(cat_only)
+    key = jax.random.PRNGKey(3)
+    observations = transforms.augment(key, batch.observation, config.augmentation)
+    query = psrl.encode_query(params, observations, config)
+    target = psrl.encode(params, observations[:, 1:], config)
+    args = (params, params, query, target, psrl.newest_frames(observations, config),
+            batch.action, batch.same_episode, config)
+    assert psrl.correspondence_features(params, params, observations, config) is None
+    np.testing.assert_allclose(psrl.psrl_objective(*args)[0],
+                               psrl.psrl_objective(*args, (query, target))[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize('kwargs', [
     dict(internal=True, correspondence=False, cat=False),
     dict(sim_steps=6),
     dict(horizon=0),
     dict(encoder='resnet'),
     dict(augment_per='batch'),
+    dict(correspondence_map='middle'),
+    dict(correspondence_map='early', encoder='minatar'),
 ])
 def test_invalid_configs_are_rejected(kwargs):
     with pytest.raises(ValueError):

@@ -318,6 +318,21 @@ def test_upsample_flow_hand_worked():
     np.testing.assert_allclose(got[..., 1], 0.0, atol=1e-7)
 
 
+def test_downsampled_flow_keeps_its_motion_in_the_coarser_cells():
+    # C's flows on Atari's early 20x20 map resampled to the final 7x7 one (CAT): a constant move
+    # of (4, -2) fine cells is (4 * 7/20, -2 * 7/20) = (1.4, -0.7) coarse cells everywhere; a
+    # flow that is a linear ramp in x stays one (the average of a ramp is its centre's value).
+    flow = np.zeros((1, 20, 20, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 4.0, -2.0
+    got = np.asarray(UPSAMPLE_FLOW(jnp.asarray(flow), 7, 7))
+    np.testing.assert_allclose(got[..., 0], 1.4, atol=1e-5)
+    np.testing.assert_allclose(got[..., 1], -0.7, atol=1e-5)
+    flow[..., 0] = np.arange(20, dtype=np.float32)[None, None, :]   # dx = x (fine cells)
+    got = np.asarray(UPSAMPLE_FLOW(jnp.asarray(flow), 20, 10))[0, :, 2:8, 0]  # away from edges
+    centres = (np.arange(10) * 2 + 0.5)[2:8]                                  # fine-cell centres
+    np.testing.assert_allclose(got, np.broadcast_to(centres * 0.5, got.shape), atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------
 # jit and vmap agree with the plain call
 

@@ -37,7 +37,12 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     # trained on L_c over Pong warped clean consecutive frames 15x worse than zero flow (c_warp_gain
     # 14.9 after 300 steps); with one draw per subsequence 1.26, its shift error no worse (4.23 vs
     # 4.17 px; results/correspondence/issue16/atari_Pong_*.json). spr and rainbow keep SPR's.
+    # C's refinement convolutions are off, as on MinAtar: 3.13 of the update's 10.66 GFLOP and 0.10
+    # of its 1.39 GB for nothing measurable in C's checks (300 steps of L_c, 3 seeds: Pong shift
+    # error 0.99 of zero flow's without, 0.95 with, c_warp_gain 1.32 vs 1.61; Breakout 0.89 vs 0.91,
+    # 0.87 vs 1.01; results/correspondence/issue14/atari_*; WORKSPACE_NOTES.md, "PSRL's cost").
     config.psrl = common.psrl_config(
         'none' if preset == 'rainbow' else preset,
-        augment_per='frame' if preset in ('rainbow', 'spr') else 'sequence')
+        augment_per='frame' if preset in ('rainbow', 'spr') else 'sequence',
+        correspondence_refinement=False)
     return config

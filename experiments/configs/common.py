@@ -27,6 +27,7 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         correspondence_hidden=64,
         correspondence_resolution=0,   # C matches on the encoder's final map
         correspondence_refinement=True,   # C refines its soft-argmax flow with 3 convolutions
+        correspondence_map='final',   # or 'early': C on the first convolution's map (Atari only)
         transition_hidden=64,
         projection_dim=512,
         augment_per='frame',       # one augmentation draw per frame stack ('frame') or 'sequence'

@@ -206,7 +206,8 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
                 target = psrl.encode(target_params, observations[:, 1:], pc)
             auxiliary, aux_metrics = psrl.psrl_objective(
                 params, target_params, query, target, psrl.newest_frames(observations, pc),
-                action_sequence[:, :seq - 1], same_episode[:, :seq], pc)
+                action_sequence[:, :seq - 1], same_episode[:, :seq], pc,
+                psrl.correspondence_features(params, target_params, observations, pc))
             metrics.update(aux_metrics)
         else:
             metrics.update(loss_sim=jnp.zeros(()), loss_c=jnp.zeros(()))

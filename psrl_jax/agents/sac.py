@@ -169,7 +169,8 @@ def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
             target = psrl.encode(state.target_params, observations[:, 1:], pc)
             auxiliary, aux_metrics = psrl.psrl_objective(
                 params, state.target_params, query, target, psrl.newest_frames(observations, pc),
-                action_sequence[:, :seq - 1], same_episode[:, :seq], pc)
+                action_sequence[:, :seq - 1], same_episode[:, :seq], pc,
+                psrl.correspondence_features(params, state.target_params, observations, pc))
             metrics.update(aux_metrics)
         else:
             metrics.update(loss_sim=jnp.zeros(()), loss_c=jnp.zeros(()))
