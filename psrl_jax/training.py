@@ -160,8 +160,9 @@ def over_seeds(fn: Callable, loop: bool) -> Callable:
     on a CPU) a loop over the seeds traced into one program.
 
     XLA:CPU runs the convolutions of a vmapped update as grouped convolutions: for MinAtar psrl, 5
-    seeds, the loop is 2.3x faster per agent step; for rainbow (one convolution) it is 1.7x slower,
-    slicing and restacking the seeds' parameters and optimizer state (WORKSPACE_NOTES.md, "MinAtar").
+    seeds, the loop was 2.3x faster per agent step with C's refinement convolutions on, and is as
+    fast without them (193 vs 191 ms); for rainbow (one convolution) it is 1.7x slower, slicing and
+    restacking the seeds' parameters and optimizer state (WORKSPACE_NOTES.md, "MinAtar").
     """
     if not loop or jax.default_backend() != 'cpu':
         return jax.vmap(fn)
