@@ -17,7 +17,8 @@ build them (launch.build_agent on configs/<suite>.py:get_config(preset)):
      excluded. The replay is first filled past --learning_starts with `collect` (--quick: 200);
   4. dmc_<preset>_step_ms: as 1. for the DMControl presets of --dmc_presets (drq_step_ms for drq),
      agents built as launch.build_agent('dmc', ...) builds them for cartpole-swingup-shaped
-     batches [B, T, 84, 84, 9], B = --dmc_batch_size (the config's 512; --quick 64);
+     batches [B, T, 84, 84, 9], B = --dmc_batch_size (the config's 512; --quick 64), micro-batched
+     in the config's chunks (psrl: 128 examples a chunk, so batch 64 runs in one piece);
   5. cost: XLA's accounting of each update of --cost_presets at the config's own batch, compiled
      and not run (experiments.cost.update_cost: temp_gb, gflops, gbytes, batch, microbatches);
   6. minatar_steps_per_s: as 3. (agent steps/s of the loop after learning starts) for each preset
@@ -483,6 +484,10 @@ def run(settings: Dict) -> Dict:
         # processes (or waiting on an accelerator) took the rest.
         'cpu_over_wall': {p: r['cpu_over_wall'] for p, r in steps.items()},
         'dmc_compile_s': {p: r['compile_s'] for p, r in dmc_steps.items()},
+        # micro-batches of each timed DMControl update: the config's chunk size kept at the timed
+        # batch (experiments.cost.chunks; 64 runs in one piece)
+        'dmc_microbatches': {p: cost.chunks('dmc', p, settings['dmc_batch_size'])
+                             for p in dmc_steps},
         'dmc_cpu_over_wall': {p: r['cpu_over_wall'] for p, r in dmc_steps.items()},
         'env_steps_per_s_batched': (None if env_batched is None
                                     else _sig(env_batched['steps_per_s'])),

@@ -35,16 +35,33 @@ SPECS = {
 
 def build(suite: str, preset: str, batch_size: Optional[int] = None,
           microbatches: Optional[int] = None) -> training.Agent:
-    """The agent a launcher builds for `preset` of `suite`, with optional batch/micro-batch overrides."""
+    """The agent a launcher builds for `preset` of `suite`, with optional batch/micro-batch overrides.
+
+    A smaller batch_size without microbatches keeps the config's chunk size (DMControl psrl: 512 in
+    4 chunks of 128, so 64 in one piece): XLA:CPU runs the micro-batch loop ~3.8x slower than the
+    same update in one piece (WORKSPACE_NOTES.md, "PSRL's cost").
+    """
     config = CONFIGS[suite].get_config(preset)
     if batch_size is not None:
         config.replay.batch_size = batch_size
-    if microbatches is not None:
-        config.agent.microbatches = microbatches
+    config.agent.microbatches = (chunks(suite, preset, batch_size) if microbatches is None
+                                 else microbatches)
     spec = SPECS[suite]
     loop = training.LoopConfig(env=spec.game, seed=0, total_steps=100_000, learning_starts=1000,
                                eval_episodes=1, eval_every=0, log_every=1000, checkpoint_every=0)
     return launch.build_agent(suite, config, spec, loop)
+
+
+def chunks(suite: str, preset: str, batch_size: Optional[int] = None) -> int:
+    """The micro-batches `build` gives a preset at batch_size: the config's at its own batch;
+    batch_size / the config's chunk size where that divides, one piece below one chunk."""
+    agent = CONFIGS[suite].get_config(preset)
+    chunk = agent.replay.batch_size // agent.agent.microbatches
+    if batch_size is None or batch_size == agent.replay.batch_size:
+        return int(agent.agent.microbatches)
+    if batch_size <= chunk:
+        return 1
+    return batch_size // chunk if batch_size % chunk == 0 else int(agent.agent.microbatches)
 
 
 def batch_shapes(agent: training.Agent, spec) -> replay.Batch:
@@ -70,7 +87,7 @@ def compiled_update(agent: training.Agent, spec):
 def update_cost(suite: str, preset: str, batch_size: Optional[int] = None) -> Dict:
     """{'batch', 'microbatches', 'temp_gb', 'gflops', 'gbytes'} of a preset's update (see above)."""
     spec = SPECS[suite]
-    microbatches = int(CONFIGS[suite].get_config(preset).agent.microbatches)
+    microbatches = chunks(suite, preset, batch_size)
     compiled = compiled_update(build(suite, preset, batch_size), spec)
     whole = (compiled if microbatches == 1
              else compiled_update(build(suite, preset, batch_size, microbatches=1), spec))

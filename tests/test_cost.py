@@ -159,6 +159,14 @@ def test_default_dmc_psrl_update_fits_in_8_gb_at_the_configs_batch():
     assert temp_gb <= 8.0, f'{temp_gb:.2f} GB of temporaries'
 
 
+def test_a_smaller_batch_keeps_the_configs_chunk_size():
+    # DMControl psrl: 512 in 4 chunks of 128. The benchmark's CPU batch of 64 runs in one piece
+    # (XLA:CPU's micro-batch loop is ~3.8x slower), 256 in 2 chunks, the config's batch as is.
+    assert [cost.chunks('dmc', 'psrl', b) for b in (None, 512, 256, 128, 64, 192)] == [4, 4, 2, 1, 1, 4]
+    assert cost.chunks('dmc', 'drq', 64) == 1 and cost.chunks('atari', 'psrl', 16) == 1
+    assert cost.build('dmc', 'psrl', 256).replay.batch_size == 256
+
+
 def test_components_subtract_each_switch_from_the_full_update_and_time_them(monkeypatch):
     # Two switches: one the config has (L1 terms: removing it saves), one it leaves out (the
     # refinement: adding it costs); the signs put both as positive costs of the part.
