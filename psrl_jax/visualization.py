@@ -84,16 +84,18 @@ def color_wheel_legend(size: int = 101) -> np.ndarray:
 
 def external_flows(online_params, target_params, observations: jnp.ndarray,
                    config: psrl.PSRLConfig) -> jnp.ndarray:
-    """c^ext_{k+1->k} = C(z^t_{k+1}, z^q_k) along a sequence, in cells of the feature grid.
+    """c^ext_{k+1->k} = C(z^t_{k+1}, z^q_k) along a sequence, in cells of the map C matches on
+    (config.correspondence_map).
 
     online_params / target_params: psrl.init_params-style dicts with 'encoder' and
     'correspondence' (the target may be the online parameters, as SPR's tau = 0).
     observations: float [N+1, H, W, stack*c] in [0, 1]. Returns [N, h, w, 2].
     """
-    modules = psrl.make_modules(config)
-    query = modules.encoder.apply(online_params['encoder'], observations[:-1])
-    target = modules.encoder.apply(target_params['encoder'], observations[1:])
-    return modules.correspondence.apply(online_params['correspondence'], target, query)
+    early = config.correspondence_map == 'early'
+    query = psrl.encode(online_params, observations[None, :-1], config, early)[0]
+    target = psrl.encode(target_params, observations[None, 1:], config, early)[0]
+    return psrl.make_modules(config).correspondence.apply(online_params['correspondence'],
+                                                          target, query)
 
 
 def warp_previous(frames: jnp.ndarray, flows: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:

@@ -1,5 +1,6 @@
 """psrl_jax.visualization against hand-worked Middlebury colours and an independent per-pixel port
 of the Middlebury code; experiments.visualize on a tiny run made by the launcher, and bad input."""
+import dataclasses
 import json
 import math
 import os
@@ -119,6 +120,20 @@ def test_external_flows_are_c_of_target_later_and_online_earlier():
     np.testing.assert_allclose(flows, expected, atol=1e-4)
     swapped = visualization.external_flows(target, online, observations, CONFIG)
     assert not np.allclose(flows, swapped)
+
+
+def test_external_flows_use_the_map_c_matches_on():
+    # correspondence_map='early': C of the first convolution's 20x20 maps, not of the final 7x7.
+    config = dataclasses.replace(CONFIG, correspondence_map='early')
+    observations = jax.random.uniform(jax.random.PRNGKey(1), (3, 84, 84, 4))
+    params = psrl.init_params(jax.random.PRNGKey(2), config, (84, 84, 4))
+    flows = visualization.external_flows(params, params, observations, config)
+    z = psrl.make_modules(config).encoder.apply(params['encoder'], observations, early=True)
+    expected = numpy_reference.correspondence_module(
+        jax.tree.map(np.asarray, params['correspondence']), np.asarray(z[1:]), np.asarray(z[:-1]),
+        config.max_displacement)
+    assert flows.shape == (2, 20, 20, 2)
+    np.testing.assert_allclose(flows, expected, atol=1e-4)
 
 
 def test_warp_previous_moves_frames_by_the_up_sampled_flow():
