@@ -39,10 +39,9 @@ import re
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
@@ -51,7 +50,7 @@ from experiments import cost, launch
 from experiments import train_atari  # noqa: F401  defines the Atari launcher's flags (--env ...)
 from experiments.configs import atari as atari_configs
 from experiments.configs import minatar as minatar_configs
-from psrl_jax import replay, training
+from psrl_jax import training
 from psrl_jax.envs.atari import make_atari
 from psrl_jax.envs.minatar import make_minatar
 from psrl_jax.errors import UsageError
@@ -139,61 +138,8 @@ def build_agent(preset: str, env, batch_size: Optional[int], learning_starts: in
     return launch.build_agent('atari', config, env, loop)
 
 
-# ------------------------------------------------------------------------ 1. the learner step
-
-def synthetic_batch(agent: training.Agent, observation_shape: Sequence[int],
-                    num_actions: Optional[int], seed: int) -> replay.Batch:
-    """A replay.Batch shaped as the agent's replay samples it: B = batch size, T = horizon + 1.
-
-    observation uint8 [B, T, *observation_shape], next_observation uint8 (uniform pixels), action
-    int32 [B, T-1] below num_actions, or uniform float32 [B, T-1, A] in [-1, 1] when num_actions
-    is None; reward, returns, discount float32, same_episode all True.
-    """
-    config = agent.replay
-    b, t = config.batch_size, config.horizon + 1
-    rng = np.random.default_rng(seed)
-    pixels = lambda *shape: jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
-    actions = (rng.integers(0, num_actions, (b, t - 1)) if num_actions is not None
-               else rng.uniform(-1.0, 1.0, (b, t - 1) + agent.action_shape))
-    return replay.Batch(
-        observation=pixels(b, t, *observation_shape),
-        action=jnp.asarray(actions, agent.action_dtype),
-        reward=jnp.asarray(rng.choice([-1.0, 0.0, 1.0], (b, t - 1)), jnp.float32),
-        same_episode=jnp.ones((b, t), bool),
-        next_observation=pixels(b, *observation_shape),
-        returns=jnp.asarray(rng.uniform(-1.0, 1.0, b), jnp.float32),
-        discount=jnp.full((b,), config.gamma ** config.n_step, jnp.float32))
-
-
-def measure_learner_step(agent: training.Agent, batch: replay.Batch, repeats: int,
-                         seed: int) -> Dict:
-    """Times the jitted agent.update (state donated) on one batch.
-
-    Returns {'compile_s': first call (compile + run), 'samples_ms': [repeats] wall times of the
-    following calls, each ended by block_until_ready, after one untimed warm-up call,
-    'median_ms', 'cpu_over_wall': this process's CPU time / wall time over the timed calls}.
-    """
-    update = jax.jit(agent.update, donate_argnums=0)
-    state = jax.jit(agent.init)(jax.random.PRNGKey(seed))
-    weights = jnp.ones((agent.replay.batch_size,), jnp.float32)
-    key = jax.random.PRNGKey(seed + 1)
-    jax.block_until_ready((state, batch))
-
-    def call(i):
-        nonlocal state
-        start = time.perf_counter()
-        state, priorities, metrics = update(state, batch, weights, jax.random.fold_in(key, i))
-        jax.block_until_ready((state, priorities, metrics))
-        return time.perf_counter() - start
-
-    compile_s = call(0)
-    call(1)
-    cpu_start = time.process_time()
-    samples = [1000.0 * call(i + 2) for i in range(repeats)]
-    cpu_over_wall = (time.process_time() - cpu_start) / (sum(samples) / 1000.0)
-    return {'compile_s': round(compile_s, 3), 'samples_ms': [round(s, 3) for s in samples],
-            'median_ms': float(np.median(samples)), 'cpu_over_wall': round(cpu_over_wall, 3)}
-
+# 1. the learner step: experiments.cost.synthetic_batch and measure_learner_step (cost defines no
+# flags, so that it imports anywhere).
 
 # ------------------------------------------------------------------------- 2. the environment
 
@@ -410,8 +356,8 @@ def run(settings: Dict) -> Dict:
     steps: Dict[str, Dict] = {}
     for preset in settings['presets']:
         agent = build_agent(preset, env, batch_size, settings['learning_starts'], seed)
-        batch = synthetic_batch(agent, env.observation_shape, env.num_actions, seed)
-        result = measure_learner_step(agent, batch, settings['repeats'], seed)
+        batch = cost.synthetic_batch(agent, env.observation_shape, env.num_actions, seed)
+        result = cost.measure_learner_step(agent, batch, settings['repeats'], seed)
         result['sequence_length'] = int(batch.observation.shape[1])
         steps[preset] = result
         _log(f'learner step {preset}: {result["median_ms"]:.1f} ms (median of '
@@ -422,8 +368,8 @@ def run(settings: Dict) -> Dict:
     spec = cost.SPECS['dmc']
     for preset in settings['dmc_presets']:
         agent = cost.build('dmc', preset, settings['dmc_batch_size'])
-        batch = synthetic_batch(agent, spec.observation_shape, None, seed)
-        result = measure_learner_step(agent, batch, settings['repeats'], seed)
+        batch = cost.synthetic_batch(agent, spec.observation_shape, None, seed)
+        result = cost.measure_learner_step(agent, batch, settings['repeats'], seed)
         dmc_steps[preset] = result
         _log(f'DMControl learner step {preset}: {result["median_ms"]:.1f} ms (median of '
              f'{settings["repeats"]}, batch {settings["dmc_batch_size"]}, compile '

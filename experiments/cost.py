@@ -9,11 +9,13 @@ one piece (microbatches = 1): XLA counts the body of a loop once, so the micro-b
 show a fraction of its arithmetic. Agents are built as the launchers build them, for the environment
 shapes of SPECS (Pong; cartpole-swingup; breakout), with synthetic shapes only: no environment is made.
 """
+import time
 import types
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from experiments import launch
 from experiments.configs import atari as atari_configs
@@ -76,6 +78,60 @@ def batch_shapes(agent: training.Agent, spec) -> replay.Batch:
         returns=shape(b), discount=shape(b))
 
 
+def synthetic_batch(agent: training.Agent, observation_shape: Sequence[int],
+                    num_actions: Optional[int], seed: int) -> replay.Batch:
+    """A replay.Batch shaped as the agent's replay samples it: B = batch size, T = horizon + 1.
+
+    observation uint8 [B, T, *observation_shape], next_observation uint8 (uniform pixels), action
+    int32 [B, T-1] below num_actions, or uniform float32 [B, T-1, A] in [-1, 1] when num_actions
+    is None; reward, returns, discount float32, same_episode all True.
+    """
+    config = agent.replay
+    b, t = config.batch_size, config.horizon + 1
+    rng = np.random.default_rng(seed)
+    pixels = lambda *shape: jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    actions = (rng.integers(0, num_actions, (b, t - 1)) if num_actions is not None
+               else rng.uniform(-1.0, 1.0, (b, t - 1) + agent.action_shape))
+    return replay.Batch(
+        observation=pixels(b, t, *observation_shape),
+        action=jnp.asarray(actions, agent.action_dtype),
+        reward=jnp.asarray(rng.choice([-1.0, 0.0, 1.0], (b, t - 1)), jnp.float32),
+        same_episode=jnp.ones((b, t), bool),
+        next_observation=pixels(b, *observation_shape),
+        returns=jnp.asarray(rng.uniform(-1.0, 1.0, b), jnp.float32),
+        discount=jnp.full((b,), config.gamma ** config.n_step, jnp.float32))
+
+
+def measure_learner_step(agent: training.Agent, batch: replay.Batch, repeats: int,
+                         seed: int) -> Dict:
+    """Times the jitted agent.update (state donated) on one batch.
+
+    Returns {'compile_s': first call (compile + run), 'samples_ms': [repeats] wall times of the
+    following calls, each ended by block_until_ready, after one untimed warm-up call,
+    'median_ms', 'cpu_over_wall': this process's CPU time / wall time over the timed calls}.
+    """
+    update = jax.jit(agent.update, donate_argnums=0)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(seed))
+    weights = jnp.ones((agent.replay.batch_size,), jnp.float32)
+    key = jax.random.PRNGKey(seed + 1)
+    jax.block_until_ready((state, batch))
+
+    def call(i):
+        nonlocal state
+        start = time.perf_counter()
+        state, priorities, metrics = update(state, batch, weights, jax.random.fold_in(key, i))
+        jax.block_until_ready((state, priorities, metrics))
+        return time.perf_counter() - start
+
+    compile_s = call(0)
+    call(1)
+    cpu_start = time.process_time()
+    samples = [1000.0 * call(i + 2) for i in range(repeats)]
+    cpu_over_wall = (time.process_time() - cpu_start) / (sum(samples) / 1000.0)
+    return {'compile_s': round(compile_s, 3), 'samples_ms': [round(s, 3) for s in samples],
+            'median_ms': float(np.median(samples)), 'cpu_over_wall': round(cpu_over_wall, 3)}
+
+
 def compiled_update(agent: training.Agent, spec):
     """agent.update lowered and compiled for its replay's batch shapes (nothing runs)."""
     state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
@@ -123,10 +179,9 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
     the jitted update; micro-batches as the config has them for temp_gb, one piece for the rest).
 
     repeats > 0 also runs each update (as the config builds it, on a synthetic batch) and adds
-    'ms', the median of `repeats` timed calls (experiments.benchmark.measure_learner_step), plus
+    'ms', the median of `repeats` timed calls (measure_learner_step), plus
     a row for the micro-batch loop where the config has one (its update in one piece, timed).
     """
-    from experiments import benchmark   # pylint: disable=import-outside-toplevel (it imports us)
     spec = SPECS[suite]
 
     def build_config(preset, objective, microbatches=None):
@@ -142,8 +197,8 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
         return launch.build_agent(suite, config, spec, loop)
 
     def milliseconds(agent):
-        batch = benchmark.synthetic_batch(agent, spec.observation_shape, spec.num_actions, 0)
-        return benchmark.measure_learner_step(agent, batch, repeats, 0)['median_ms']
+        batch = synthetic_batch(agent, spec.observation_shape, spec.num_actions, 0)
+        return measure_learner_step(agent, batch, repeats, 0)['median_ms']
 
     def measure(preset, **objective):
         agent = build_config(preset, objective)
