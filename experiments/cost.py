@@ -176,7 +176,7 @@ COMPONENTS = (
 def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -> list:
     """The psrl update's cost, then the part of it each switch of COMPONENTS removes, and the
     baselines' updates: rows {'what', 'temp_gb', 'gflops', 'gbytes'} (forward and backward inside
-    the jitted update; micro-batches as the config has them for temp_gb, one piece for the rest).
+    the jitted update; micro-batches as `chunks` gives them for temp_gb, one piece for the rest).
 
     repeats > 0 also runs each update (as the config builds it, on a synthetic batch) and adds
     'ms', the median of `repeats` timed calls (measure_learner_step), plus
@@ -189,8 +189,8 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
         config.psrl.update(objective)
         if batch_size is not None:
             config.replay.batch_size = batch_size
-        if microbatches is not None:
-            config.agent.microbatches = microbatches
+        config.agent.microbatches = (chunks(suite, preset, batch_size) if microbatches is None
+                                     else microbatches)
         loop = training.LoopConfig(env=spec.game, seed=0, total_steps=100_000,
                                    learning_starts=1000, eval_episodes=1, eval_every=0,
                                    log_every=1000, checkpoint_every=0)
@@ -203,7 +203,7 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
     def measure(preset, **objective):
         agent = build_config(preset, objective)
         memory = compiled_update(agent, spec)
-        whole = (memory if CONFIGS[suite].get_config(preset).agent.microbatches == 1
+        whole = (memory if chunks(suite, preset, batch_size) == 1
                  else compiled_update(build_config(preset, objective, 1), spec))
         cost = whole.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -214,9 +214,10 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
     full = measure('psrl')
     rows = [{'what': 'psrl update', **dict(zip(keys, full))}]
     default = CONFIGS[suite].get_config('psrl')
-    if repeats and default.agent.microbatches > 1:
+    loop_chunks = chunks(suite, 'psrl', batch_size)
+    if repeats and loop_chunks > 1:
         whole = milliseconds(build_config('psrl', {}, 1))
-        rows.append({'what': f'micro-batch loop ({default.agent.microbatches} chunks; time only)',
+        rows.append({'what': f'micro-batch loop ({loop_chunks} chunks; time only)',
                      'temp_gb': 0.0, 'gflops': 0.0, 'gbytes': 0.0,
                      'ms': round(full[3] - whole, 1)})
     for what, switches in COMPONENTS:

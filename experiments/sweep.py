@@ -299,11 +299,6 @@ def _error_line(run: Run) -> str:
     return (errors or lines[-1:] or ['no output'])[-1]
 
 
-def _pin(cores: Tuple[int, ...]) -> Callable[[], None]:
-    """For Popen's preexec_fn: the child runs on `cores` only (XLA sizes its threads to them)."""
-    return lambda: os.sched_setaffinity(0, cores)
-
-
 class Sweep:
     """Runs the planned runs over the slots; see the module docstring."""
 
@@ -334,8 +329,12 @@ class Sweep:
             run.started = time.time()
             run.process = subprocess.Popen(run.command, cwd=ROOT, env=dict(os.environ, **extra),
                                            stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True,
-                                           preexec_fn=_pin(cores) if cores else None)
+                                           start_new_session=True)
+            if cores:
+                # Set from here, not in a preexec_fn (unsafe in a process with threads, as this
+                # one has JAX's): the child's interpreter starts single-threaded and XLA makes
+                # its threads, which inherit the affinity, only when it imports JAX.
+                os.sched_setaffinity(run.process.pid, cores)
         where = (f' on GPU {run.device}' if isinstance(run.device, str)
                  else f' on CPUs {",".join(map(str, cores))}' if cores else '')
         _log_line(f'started {run.name}{where} (log: {run.log})')

@@ -177,7 +177,9 @@ def test_device_variables_and_slots():
 def test_a_pinned_run_runs_on_its_cores_only(tmp_path):
     cores = tuple(sorted(os.sched_getaffinity(0)))[:1]
     log = str(tmp_path / 'logs' / 'probe.log')
-    probe = sweep.Run('probe/cores', [PY, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))'],
+    # The probe reads its affinity when a launcher would import JAX, after the interpreter starts.
+    probe = sweep.Run('probe/cores', [PY, '-c', 'import os, time; time.sleep(0.5); '
+                                      'print(sorted(os.sched_getaffinity(0)))'],
                       str(tmp_path), log, [str(tmp_path / 'seed_0')], 10, 1, 1)
     assert sweep.Sweep([probe], [cores], 1, progress_every=60).execute() == 0
     with open(log) as f:
