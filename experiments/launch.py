@@ -1,6 +1,7 @@
 """What the Atari and DMControl launchers share: flags, validation, the run directory and its lock,
 the call to psrl_jax.training.train, and turning every failure into one line on stderr with an exit
 status (EXIT_STATUS)."""
+import dataclasses
 import functools
 import json
 import os
@@ -220,8 +221,16 @@ def run_record() -> dict:
 
 
 def _comparable(record: dict) -> dict:
+    """The record without the flags a resume may change. A psrl setting the record lacks (a run
+    started before the setting existed) counts as PSRLConfig's default, the behaviour it ran with."""
+    config = dict(record['config'])
+    if isinstance(config.get('psrl'), dict):
+        defaults = {f.name: json.loads(json.dumps(f.default))
+                    for f in dataclasses.fields(psrl.PSRLConfig)
+                    if f.default is not dataclasses.MISSING}
+        config['psrl'] = {**defaults, **config['psrl']}
     return {'flags': {k: v for k, v in record['flags'].items() if k not in _RESUMABLE},
-            'config': record['config']}
+            'config': config}
 
 
 def check_workdir(workdir: str, record: dict, overwrite: bool) -> bool:

@@ -218,3 +218,21 @@ def test_dmc_smoke_run_writes_the_contract_files(tmp_path):
     _, evals, _ = check_run(workdir, [504, 1000, 1504, 2000], 'psrl', 'cartpole-swingup',
                             hns_expected=False)
     assert [int(r['step']) for r in evals] == [1000, 2000]
+
+
+def test_a_run_from_before_a_new_psrl_setting_resumes_at_its_default(tmp_path):
+    # A run started before `correspondence_map` existed has no such key in its config.json: it
+    # ran with PSRLConfig's default ('final'), so the same config with 'final' resumes it and
+    # one with 'early' is a different run.
+    from experiments import launch
+    from experiments.configs import minatar
+    config = json.loads(minatar.get_config('spr').to_json())
+    record = {'flags': {'env': 'breakout', 'seed': 0, 'total_steps': 100}, 'config': config}
+    old = json.loads(json.dumps(record))
+    del old['config']['psrl']['correspondence_map']
+    with open(tmp_path / 'config.json', 'w') as f:
+        json.dump(old, f)
+    assert launch.check_workdir(str(tmp_path), record, overwrite=False) is False
+    record['config']['psrl']['correspondence_map'] = 'early'
+    with pytest.raises(launch.UsageError, match='holds a run with a different config'):
+        launch.check_workdir(str(tmp_path), record, overwrite=False)
