@@ -47,8 +47,7 @@ def correspondence_checks(params, observations: jnp.ndarray, same_episode: jnp.n
     chex.assert_rank(observations, 5)
     images = transforms.augment(key, observations[:, :2], ())     # float [B, 2, H, W, C]
     batch, _, height, width, _ = images.shape
-    early = config.correspondence_map == 'early'   # C's input map
-    encode = lambda x: psrl.encode(params, x[:, None], config, early)[:, 0]
+    encode = lambda x: psrl.encode(params, x[:, None], config, config.early_map)[:, 0]
 
     # Two shifted copies of o_k: copy(p) = o_k(p + offset - pad), so copy_a(p) = copy_b(p + t)
     # with t = offset_a - offset_b, the flow c_{a->b} that C should find.

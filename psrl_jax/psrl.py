@@ -73,7 +73,7 @@ class PSRLConfig:
         if self.correspondence_map not in ('final', 'early'):
             raise ValueError(f"correspondence_map must be 'final' or 'early', got "
                              f"{self.correspondence_map!r}")
-        if self.correspondence_map == 'early' and self.encoder != 'atari':
+        if self.early_map and self.encoder != 'atari':
             raise ValueError(f"correspondence_map='early' (the first convolution's map) is built "
                              f"for the atari encoder only, not {self.encoder!r}")
         if self.query_gradients not in ('all', 'first'):
@@ -85,6 +85,11 @@ class PSRLConfig:
     def enabled(self) -> bool:
         """Whether the objective has any term at all."""
         return self.correspondence or self.cat or self.aat
+
+    @property
+    def early_map(self) -> bool:
+        """Whether C matches on the encoder's early map (correspondence_map='early')."""
+        return self.correspondence_map == 'early'
 
     @property
     def uses_flows(self) -> bool:
@@ -149,7 +154,7 @@ def init_params(key: chex.PRNGKey, config: PSRLConfig, observation_shape) -> Dic
     z = m.encoder.apply(params['encoder'], obs)
     if config.uses_flows:
         z_c = (m.encoder.apply(params['encoder'], obs, early=True)
-               if config.correspondence_map == 'early' else z)
+               if config.early_map else z)
         params['correspondence'] = m.correspondence.init(next(keys), z_c, z_c)
     if config.cat or config.aat:
         params['conv1x1'] = m.conv1x1.init(next(keys), z)
@@ -197,7 +202,7 @@ def correspondence_features(online_params: Params, target_params: Params,
                             observations: jnp.ndarray, config: PSRLConfig):
     """C's inputs when it matches on the encoder's early map: (z^q, z^t) of that map, shaped as
     psrl_objective's query and target; None when C uses the final map (query and target)."""
-    if config.correspondence_map == 'final' or not config.uses_flows:
+    if not (config.early_map and config.uses_flows):
         return None
     return (encode_query(online_params, observations, config, early=True),
             encode(target_params, observations[:, 1:], config, early=True))

@@ -91,9 +91,8 @@ def external_flows(online_params, target_params, observations: jnp.ndarray,
     'correspondence' (the target may be the online parameters, as SPR's tau = 0).
     observations: float [N+1, H, W, stack*c] in [0, 1]. Returns [N, h, w, 2].
     """
-    early = config.correspondence_map == 'early'
-    query = psrl.encode(online_params, observations[None, :-1], config, early)[0]
-    target = psrl.encode(target_params, observations[None, 1:], config, early)[0]
+    query = psrl.encode(online_params, observations[None, :-1], config, config.early_map)[0]
+    target = psrl.encode(target_params, observations[None, 1:], config, config.early_map)[0]
     return psrl.make_modules(config).correspondence.apply(online_params['correspondence'],
                                                           target, query)
 
