@@ -36,14 +36,16 @@ SPECS = {
 
 
 def build(suite: str, preset: str, batch_size: Optional[int] = None,
-          microbatches: Optional[int] = None) -> training.Agent:
-    """The agent a launcher builds for `preset` of `suite`, with optional batch/micro-batch overrides.
+          microbatches: Optional[int] = None, objective: Optional[Dict] = None) -> training.Agent:
+    """The agent a launcher builds for `preset` of `suite`, with optional batch/micro-batch overrides
+    and psrl settings (`objective`, e.g. {'cat': False}).
 
     A smaller batch_size without microbatches keeps the config's chunk size (DMControl psrl: 512 in
     4 chunks of 128, so 64 in one piece): XLA:CPU runs the micro-batch loop ~3.8x slower than the
     same update in one piece (WORKSPACE_NOTES.md, "PSRL's cost").
     """
     config = CONFIGS[suite].get_config(preset)
+    config.psrl.update(objective or {})
     if batch_size is not None:
         config.replay.batch_size = batch_size
     config.agent.microbatches = (chunks(suite, preset, batch_size) if microbatches is None
@@ -184,27 +186,15 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
     """
     spec = SPECS[suite]
 
-    def build_config(preset, objective, microbatches=None):
-        config = CONFIGS[suite].get_config(preset)
-        config.psrl.update(objective)
-        if batch_size is not None:
-            config.replay.batch_size = batch_size
-        config.agent.microbatches = (chunks(suite, preset, batch_size) if microbatches is None
-                                     else microbatches)
-        loop = training.LoopConfig(env=spec.game, seed=0, total_steps=100_000,
-                                   learning_starts=1000, eval_episodes=1, eval_every=0,
-                                   log_every=1000, checkpoint_every=0)
-        return launch.build_agent(suite, config, spec, loop)
-
     def milliseconds(agent):
         batch = synthetic_batch(agent, spec.observation_shape, spec.num_actions, 0)
         return measure_learner_step(agent, batch, repeats, 0)['median_ms']
 
     def measure(preset, **objective):
-        agent = build_config(preset, objective)
+        agent = build(suite, preset, batch_size, objective=objective)
         memory = compiled_update(agent, spec)
         whole = (memory if chunks(suite, preset, batch_size) == 1
-                 else compiled_update(build_config(preset, objective, 1), spec))
+                 else compiled_update(build(suite, preset, batch_size, 1, objective), spec))
         cost = whole.cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         return (memory.memory_analysis().temp_size_in_bytes / 1e9, cost['flops'] / 1e9,
@@ -216,7 +206,7 @@ def components(suite: str, batch_size: Optional[int] = None, repeats: int = 0) -
     default = CONFIGS[suite].get_config('psrl')
     loop_chunks = chunks(suite, 'psrl', batch_size)
     if repeats and loop_chunks > 1:
-        whole = milliseconds(build_config('psrl', {}, 1))
+        whole = milliseconds(build(suite, 'psrl', batch_size, 1))
         rows.append({'what': f'micro-batch loop ({loop_chunks} chunks; time only)',
                      'temp_gb': 0.0, 'gflops': 0.0, 'gbytes': 0.0,
                      'ms': round(full[3] - whole, 1)})
