@@ -8,7 +8,8 @@ one), trains the encoder and C on the agent's L_c alone (psrl.psrl_loss with CAT
 external maps over the horizon and the internal map, on frames augmented as the agent augments
 them) with Adam, and reports C's checks (diagnostics.correspondence_checks: c_shift_epe,
 c_shift_epe_zero, c_warp_gain; c_object_epe on MinAtar) on held-out frames of the same episode
-before and after training. The last line is one JSON object; --out also saves it.
+before and after training (--check_every: also along the way). The last line is one JSON object;
+--out also saves it.
 """
 import dataclasses
 import datetime
@@ -36,6 +37,8 @@ flags.DEFINE_string('env', 'cheetah-run', 'Game or task of the suite.')
 flags.DEFINE_integer('frames', 96, 'Consecutive frames played (the last quarter is held out).')
 flags.DEFINE_integer('warmup', 30, 'Random steps before the frames are taken.')
 flags.DEFINE_integer('steps', 300, 'Adam steps on L_c.')
+flags.DEFINE_integer('check_every', 0, 'Also run the checks every this many steps (0: only before '
+                     'and after training); the result\'s "curve" lists them with their step.')
 flags.DEFINE_integer('batch_size', 8, 'Subsequences per step.')
 flags.DEFINE_float('learning_rate', 3e-3, 'Adam learning rate.')
 flags.DEFINE_integer('seed', 0, 'Seed of the env, the initialisation and the sampling.')
@@ -107,15 +110,22 @@ def run(config, suite: str, name: str) -> dict:
     checks = jax.jit(lambda p, k: diagnostics.correspondence_checks(
         p, held_out, same_episode, k, objective, getattr(env, 'object_channel', None)))
     check_key = jax.random.PRNGKey(FLAGS.seed + 1)
-    before = {k: float(v) for k, v in checks(params, check_key).items()}
-    start, losses = time.time(), []
+    measure = lambda p, steps: {'step': steps} | {k: float(v) for k, v in checks(p, check_key).items()}
+    curve = [measure(params, 0)]
+    start, losses, seconds = time.time(), [], 0.0
     for i in range(FLAGS.steps):
         params, state, loss = step(params, state, jax.random.fold_in(key, i))
         losses.append(float(loss))
-    after = {k: float(v) for k, v in checks(params, check_key).items()}
+        if i + 1 == FLAGS.steps or (FLAGS.check_every and (i + 1) % FLAGS.check_every == 0):
+            seconds += time.time() - start
+            curve.append(measure(params, i + 1))
+            start = time.time()
+    drop_step = lambda row: {k: v for k, v in row.items() if k != 'step'}
     return {'suite': suite, 'env': name, 'steps': FLAGS.steps, 'frames': FLAGS.frames,
-            'loss_c_first': losses[0], 'loss_c_last': float(np.mean(losses[-20:])),
-            'before': before, 'after': after, 'train_seconds': round(time.time() - start, 1),
+            'loss_c_first': losses[0] if losses else None,
+            'loss_c_last': float(np.mean(losses[-20:])) if losses else None,
+            'before': drop_step(curve[0]), 'after': drop_step(curve[-1]),
+            'curve': curve if FLAGS.check_every else None, 'train_seconds': round(seconds, 1),
             'objective': {k: v for k, v in dataclasses.asdict(objective).items()
                           if not isinstance(v, tuple)} | {'augmentation': objective.augmentation},
             'device': training.device_name(), 'commit': launch.git_commit(),
@@ -128,6 +138,9 @@ def main(argv):
     try:
         if FLAGS.config is None:
             raise UsageError('--config is required, e.g. experiments/configs/dmc.py:psrl')
+        for name in ('steps', 'check_every'):
+            if FLAGS[name].value < 0:
+                raise UsageError(f'--{name}={FLAGS[name].value}: must be 0 or more')
         result = run(FLAGS.config, FLAGS.suite, FLAGS.env)
     except UsageError as err:
         print(f'error: {err}', file=sys.stderr)
