@@ -140,7 +140,7 @@ def main(argv):
             raise UsageError('--config is required, e.g. experiments/configs/dmc.py:psrl')
         for name in ('steps', 'check_every'):
             if FLAGS[name].value < 0:
-                raise UsageError(f'--{name}={FLAGS[name].value}: must be 0 or more')
+                raise UsageError(f'--{name} must be >= 0, got {FLAGS[name].value}')
         result = run(FLAGS.config, FLAGS.suite, FLAGS.env)
     except UsageError as err:
         print(f'error: {err}', file=sys.stderr)
