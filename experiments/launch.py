@@ -159,7 +159,7 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
         replay=replay_config, action_shape=() if discrete else (env.action_dim,),
         action_dtype=jnp.int32 if discrete else jnp.float32,
         updates_per_step=config.updates_per_step,
-        priority_weight=lambda step: start + (end - start) * jnp.clip(step / steps, 0.0, 1.0),
+        priority_weight=lambda step: start + (end - start) * min(max(step / steps, 0.0), 1.0),
         update_period=config.update_period, seed_loop=config.seed_loop,
         diagnose=(functools.partial(_correspondence_checks, config=objective_config,
                                     object_channel=getattr(env, 'object_channel', None))

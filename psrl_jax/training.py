@@ -45,7 +45,7 @@ class Agent(NamedTuple):
     action_shape: Tuple[int, ...]
     action_dtype: Any
     updates_per_step: int
-    priority_weight: Callable   # agent step -> importance-sampling exponent beta
+    priority_weight: Callable   # agent step -> importance-sampling exponent beta (on the host)
     update_period: int = 1      # agent steps between learn steps (others only store and act)
     seed_loop: bool = False     # on a CPU, run the seeds' updates one by one (see over_seeds)
     diagnose: Optional[Callable] = None
@@ -200,9 +200,8 @@ def make_step_functions(agent: Agent):
                                                                       next_observation)
         return carry.replace(replay=buffers, key=keys), actions, jnp.ones(actions.shape[:1], bool)
 
-    def learn(carry, entry, next_observation, step):
+    def learn(carry, entry, next_observation, step, beta):
         # The replays stay vmapped (updated in place); the updates may loop over the seeds.
-        beta = agent.priority_weight(step)
         buffers = store(carry.replay, entry)
         states, keys, sums = carry.agent, carry.key, carry.metric_sums
         # Unrolled: XLA:CPU runs the update ~4x slower inside a while loop (fori_loop/scan).
@@ -228,7 +227,15 @@ def make_step_functions(agent: Agent):
         return carry.replace(key=keys), actions
 
     donate = dict(donate_argnums=0)
-    return jax.jit(collect, **donate), jax.jit(learn, **donate), jax.jit(first_action, **donate)
+    learn_compiled = jax.jit(learn, **donate)
+
+    def learn_step(carry, entry, next_observation, step):
+        # beta is an argument, not a constant of the program: runs of any length (a run resumed
+        # with a larger --total_steps, the tests' short runs) share one compiled learn step.
+        return learn_compiled(carry, entry, next_observation, step,
+                              np.float32(agent.priority_weight(step)))
+
+    return jax.jit(collect, **donate), learn_step, jax.jit(first_action, **donate)
 
 
 def make_diagnose(agent: Agent) -> Optional[Callable]:

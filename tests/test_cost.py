@@ -123,10 +123,14 @@ def test_microbatched_update_equals_the_whole_batch_update(name):
     for key in ('loss_rl', 'loss_sim', 'loss_c', 'grad_norm'):
         np.testing.assert_allclose(metrics[key], plain_metrics[key], rtol=1e-4, err_msg=key)
     assert float(plain_metrics['loss_c']) > 0 and float(plain_metrics['loss_sim']) != 0
-    # Adam's first step moves each parameter by up to the learning rate; float differences in tiny
-    # gradients move it by far less.
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=0.01 * config.learning_rate),
-                 chunked.params, plain.params)
+    # Adam's first step moves each parameter by lr * g / (|g| + eps), up to the learning rate: the
+    # same gradient summed in another order gives the same step, except where g is within float
+    # error of 0, where the step's size (and sign) is noise (1 of 1,960,000 weights was, measured).
+    # So every parameter agrees within 2 lr, and all but 1 in 10,000 within 1% of it.
+    moved = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel() for a, b in
+                            zip(jax.tree.leaves(chunked.params), jax.tree.leaves(plain.params))])
+    off = moved > 0.01 * config.learning_rate
+    assert moved.max() <= 2 * config.learning_rate and off.mean() < 1e-4, off.sum()
 
 
 def test_query_gradients_first_stops_the_encoder_gradient_of_later_frames():

@@ -106,7 +106,8 @@ def test_seed_axis_sharded_over_two_cpu_devices():
         T.assert_same_agents(sharded, [T.drive(seed=3, num_seeds=1), T.drive(seed=4, num_seeds=1)])
         print('sharded ok')
     ''')
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+    env = dict(os.environ, XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} '
+                                     '--xla_force_host_platform_device_count=2'.strip())
     result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and 'sharded ok' in result.stdout, result.stderr[-3000:]
