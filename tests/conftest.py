@@ -10,7 +10,8 @@ Compilation is most of the suite's CPU time, and the tests check what the progra
 fast: they compile with LLVM's optimization level 1 (XLA_FLAGS, inherited the same way; XLA's own
 HLO passes are unchanged). Measured on this 2-core CPU, cold cache: a compile-bound test 73 -> 58 s
 of CPU, the DMControl smoke run 148 -> 128 s, the 6,000-step MinAtar learning test 129 s either way
-(level 0 would halve compiling but made that test 3.6x slower). WORKSPACE_NOTES.md, "Test-suite time".
+(level 0 would halve compiling but made that test 3.6x slower). WORKSPACE_NOTES.md, "Test-suite
+time".
 """
 import errno
 import os
