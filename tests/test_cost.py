@@ -125,12 +125,13 @@ def test_microbatched_update_equals_the_whole_batch_update(name):
     assert float(plain_metrics['loss_c']) > 0 and float(plain_metrics['loss_sim']) != 0
     # Adam's first step moves each parameter by lr * g / (|g| + eps), up to the learning rate: the
     # same gradient summed in another order gives the same step, except where g is within float
-    # error of 0, where the step's size (and sign) is noise (1 of 1,960,000 weights was, measured).
-    # So every parameter agrees within 2 lr, and all but 1 in 10,000 within 1% of it.
+    # error of 0, where the step's size (and sign) is noise: measured, 0 of rainbow's 562,666
+    # weights and 1 of sac's 2,631,540 at LLVM level 1. So every parameter agrees within 2 lr, and
+    # all but a handful (isolated weights, not a layer: a zeroed 64-weight leaf fails) within 1%.
     moved = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel() for a, b in
                             zip(jax.tree.leaves(chunked.params), jax.tree.leaves(plain.params))])
     off = moved > 0.01 * config.learning_rate
-    assert moved.max() <= 2 * config.learning_rate and off.mean() < 1e-4, off.sum()
+    assert moved.max() <= 2 * config.learning_rate and off.sum() <= 4, off.sum()
 
 
 def test_query_gradients_first_stops_the_encoder_gradient_of_later_frames():
