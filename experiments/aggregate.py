@@ -1,10 +1,14 @@
-"""Aggregate finished runs into a report beside the paper's tables.
+"""Aggregate runs into a report beside the paper's tables.
 
     python -m experiments.aggregate --runs 'runs/*' --out report/
+    python -m experiments.aggregate --runs 'runs/minatar/*/*' --at_step=30000 --out report/
     python -m experiments.aggregate --reference
 
-Finds every summary.json at or below the folders matched by --runs (a glob; repeat the flag or
-separate globs by commas), groups runs by algorithm and suite, and writes to --out:
+Finds every summary.json (finished runs) at or below the folders matched by --runs (a glob; repeat
+the flag or separate globs by commas), or with --at_step=S every eval.csv, and reads each run at
+its final evaluation, or at its evaluation at step S (finished runs and runs still training alike;
+those that have not evaluated at S are skipped with a warning), groups runs by algorithm and
+suite, and writes to --out:
   report.md                    everything below in one page, with the figures;
   atari_per_game.{md,csv}      our mean and sd over seeds per game beside the paper's PSRL, SPR,
                                DrQ, and human-normalized scores (HNS);
@@ -52,6 +56,8 @@ from psrl_jax.evaluation import aggregates, runs as run_folders, scores, tables 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('runs', [], 'Glob of run folders (repeatable, or comma-separated).')
 flags.DEFINE_string('out', 'report', 'Folder for the report (created if absent).')
+flags.DEFINE_integer('at_step', 0, 'Compare the runs at their evaluation at this step (eval.csv\'s '
+                     'step column), finished or not; 0: at their final evaluation (summary.json).')
 flags.DEFINE_bool('reference', False, "Print the paper's aggregates and tables, then exit.")
 flags.DEFINE_integer('reps', 2000, 'Bootstrap replications for the confidence intervals.')
 flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap (same seed, same intervals).')
@@ -298,23 +304,27 @@ def curve_figures(runs, out: str, suite: str, reference: Mapping[str, float] | N
 # The report.
 
 
-def collect_runs(values: Sequence[str]) -> tuple[list[run_folders.RunResult], list[str]]:
-    """Loads the runs under the --runs globs; raises UsageError when there are none."""
+def collect_runs(values: Sequence[str], at_step: int = 0
+                 ) -> tuple[list[run_folders.RunResult], list[str]]:
+    """Loads the runs under the --runs globs at their final evaluation (`at_step` 0) or at their
+    evaluation at `at_step`; raises UsageError when there are none."""
     patterns = [p.strip() for v in values for p in v.split(',') if p.strip()]
     if not patterns:
         raise UsageError("no runs given: pass --runs 'runs/*' (or --reference)")
-    summaries, unmatched = run_folders.find_summary_files(patterns)
+    name = 'eval.csv' if at_step else 'summary.json'
+    paths, unmatched = run_folders.find_run_files(patterns, name)
     warnings = [f'--runs {p!r} matched nothing' for p in unmatched]
-    if not summaries:
+    if not paths:
         raise UsageError(f'no runs matched --runs {",".join(patterns)}: '
-                         'no summary.json at or below the matched paths')
-    runs, load_warnings = run_folders.load_runs(summaries)
+                         f'no {name} at or below the matched paths')
+    runs, load_warnings = run_folders.load_runs(paths, at_step or None)
     warnings += load_warnings
     if not runs:
         for line in warnings:
             print(f'warning: {line}', file=sys.stderr)
-        raise UsageError(f'none of the {len(summaries)} summary.json files under '
-                         f'{",".join(patterns)} could be read')
+        raise UsageError(f'none of the {len(paths)} {name} files under '
+                         f'{",".join(patterns)} could be read'
+                         + (f' at step {at_step}' if at_step else ''))
     return runs, warnings
 
 
@@ -329,8 +339,10 @@ def _ci(row, metric) -> str:
     return fmt_number(point, 3) + ('' if low is None else f' [{low:.3f}, {high:.3f}]')
 
 
-def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str], list[str]]:
-    """Writes the Atari tables and figures; returns (markdown, files written, warnings)."""
+def atari_section(runs, out: str, reps: int, seed: int, evaluation: str = 'the final evaluation'
+                  ) -> tuple[str, list[str], list[str]]:
+    """Writes the Atari tables and figures; returns (markdown, files written, warnings).
+    `evaluation` names the evaluation the scores are from, in the text."""
     files = []
     rows, warnings = tables.atari_per_game_rows(runs)
     path = os.path.join(out, 'atari_per_game.csv')
@@ -341,7 +353,7 @@ def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str],
         [f'{m} (paper)' for m in tables.ATARI_COMPARE_METHODS] + \
         [f'HNS {m} (paper)' for m in tables.ATARI_COMPARE_METHODS]
     parts = ['## Atari 100k: per-game scores',
-             'Return of the final greedy evaluation; mean and sample sd over seeds. '
+             f'Return of {evaluation} (greedy); mean and sample sd over seeds. '
              'HNS = (score - random) / (human - random).']
     for algorithm in sorted({r['algorithm'] for r in rows}):
         mine = [r for r in rows if r['algorithm'] == algorithm]
@@ -399,7 +411,8 @@ def atari_section(runs, out: str, reps: int, seed: int) -> tuple[str, list[str],
     return '\n\n'.join([per_game_md, agg_md, images]), files, warnings
 
 
-def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
+def dmc_section(runs, out: str, evaluation: str = 'the final evaluation'
+                ) -> tuple[str, list[str], list[str]]:
     """Writes the DMControl table and figures; returns (markdown, files written, warnings)."""
     files = []
     rows, warnings = tables.dmc_per_task_rows(runs)
@@ -409,7 +422,7 @@ def dmc_section(runs, out: str) -> tuple[str, list[str], list[str]]:
     header = ['Task', 'Seeds', 'Steps', 'Ours (mean ± sd)'] + \
         [f'{m} (paper)' for m in tables.DMC_COMPARE_METHODS]
     parts = ['## DMControl: per-task returns',
-             'Return of the final evaluation; mean ± sample sd over seeds, beside the paper at '
+             f'Return of {evaluation}; mean ± sample sd over seeds, beside the paper at '
              'the budget (100k or 500k environment steps) nearest to the runs\' total_steps.']
     for algorithm, budget in sorted({(r['algorithm'], r['budget']) for r in rows}):
         mine = [r for r in rows if (r['algorithm'], r['budget']) == (algorithm, budget)]
@@ -450,8 +463,9 @@ def read_baselines(folder: str) -> dict:
     return found
 
 
-def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
-                    seed: int) -> tuple[str, list[str], list[str]]:
+def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int, seed: int,
+                    evaluation: str = 'the final evaluation'
+                    ) -> tuple[str, list[str], list[str]]:
     """Writes the MinAtar table and figures; returns (markdown, files written, warnings)."""
     rows, warnings = tables.minatar_per_game_rows(runs, baselines, reps, seed)
     verdicts = tables.minatar_verdicts(rows)
@@ -465,7 +479,7 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
               f"{fmt_number(r['ci_high'], 2)}]", fmt_number(r['random'], 2),
               fmt_number(r['best_constant'], 2)] for r in rows]
     parts = ['## MinAtar: per-game returns',
-             'Return of the final evaluation; mean over seeds with a 95% bootstrap confidence '
+             f'Return of {evaluation}; mean over seeds with a 95% bootstrap confidence '
              'interval (seeds resampled), beside the uniformly random policy and the best constant '
              'action on the same evaluation games (missing: run `python -m experiments.baselines '
              '--env=<game> --out=<folder>/<game>.json`).',
@@ -490,25 +504,27 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
 
 
 def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
-                 seed: int = 0, minatar_baselines: str = '') -> dict:
-    """Builds the whole report in `out`.
+                 seed: int = 0, minatar_baselines: str = '', at_step: int = 0) -> dict:
+    """Builds the whole report in `out`, from every run's final evaluation (`at_step` 0) or from
+    its evaluation at `at_step`.
 
     Returns:
       {'files': paths written, 'warnings': warning lines, 'runs': number of runs read}.
     Raises:
       UsageError: no runs were given, matched or readable.
     """
-    runs, warnings = collect_runs(run_globs)
+    runs, warnings = collect_runs(run_globs, at_step)
+    evaluation = f'the evaluation at step {at_step}' if at_step else 'the final evaluation'
     os.makedirs(out, exist_ok=True)
     atari = [r for r in runs if r.suite == 'atari']
     dmc = [r for r in runs if r.suite == 'dmc']
     minatar = [r for r in runs if r.suite == 'minatar']
     sections, files = [], []
     for suite, suite_runs, build in (
-            ('Atari 100k', atari, lambda rs: atari_section(rs, out, reps, seed)),
-            ('DMControl', dmc, lambda rs: dmc_section(rs, out)),
+            ('Atari 100k', atari, lambda rs: atari_section(rs, out, reps, seed, evaluation)),
+            ('DMControl', dmc, lambda rs: dmc_section(rs, out, evaluation)),
             ('MinAtar', minatar, lambda rs: minatar_section(
-                rs, out, read_baselines(minatar_baselines), reps, seed))):
+                rs, out, read_baselines(minatar_baselines), reps, seed, evaluation))):
         if suite_runs:
             text, written, more = build(suite_runs)
             sections.append(text)
@@ -518,7 +534,9 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
             sections.append(f'## {suite}\n\nNo runs.')
     head = (f'# Report\n\n{len(runs)} runs ({len(atari)} Atari, {len(dmc)} DMControl, '
             f'{len(minatar)} MinAtar) '
-            f'from --runs {",".join(run_globs)}.')
+            f'from --runs {",".join(run_globs)}, each at {evaluation}'
+            + (' (runs still training included; those that have not reached it are skipped, '
+               'see Warnings).' if at_step else '.'))
     notes = '## Warnings\n\n' + ('\n'.join(f'- {w}' for w in warnings) or 'None.')
     path = os.path.join(out, 'report.md')
     with open(path, 'w') as f:
@@ -536,8 +554,10 @@ def main(argv):
             return
         if FLAGS.reps < 1:
             raise UsageError(f'--reps must be positive, got {FLAGS.reps}')
+        if FLAGS.at_step < 0:
+            raise UsageError(f'--at_step must be >= 0, got {FLAGS.at_step}')
         result = write_report(FLAGS.runs, FLAGS.out, reps=FLAGS.reps, seed=FLAGS.seed,
-                              minatar_baselines=FLAGS.minatar_baselines)
+                              minatar_baselines=FLAGS.minatar_baselines, at_step=FLAGS.at_step)
     except UsageError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

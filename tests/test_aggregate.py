@@ -306,3 +306,74 @@ def test_minatar_table_ci_baselines_and_verdicts(tmp_path):
                         '| breakout | 7.00 | rainbow 1.00 | psrl wins |',
                         '| breakout | 7.00 | spr 6.80 | psrl ties |']
     assert (out / 'minatar_learning_curves.png').stat().st_size > 0
+
+
+def _launcher_run(run, algorithm, env, seed, evals, num_seeds=None):
+    """A launcher's run folder: config.json, and eval.csv/metrics.csv rows (step -> return) in it
+    or, with num_seeds, in seed_<k>/ (evals: one dict per seed); no summary.json."""
+    run.mkdir(parents=True)
+    (run / 'config.json').write_text(json.dumps(
+        {'flags': {'env': env, 'seed': seed, 'num_seeds': num_seeds or 1},
+         'config': {'algorithm': algorithm}}))
+    folders = [run / f'seed_{k}' for k in range(num_seeds)] if num_seeds else [run]
+    for folder, rows in zip(folders, evals):
+        folder.mkdir(exist_ok=True)
+        (folder / 'eval.csv').write_text('step,return_mean,return_std,episodes\n' + ''.join(
+            f'{step},{ret},0.5,20\n' for step, ret in rows.items()))
+        (folder / 'metrics.csv').write_text('step,loss_rl\n' + ''.join(
+            f'{step},{step / 1000}\n' for step in range(1000, max(rows) + 1, 1000)))
+
+
+def test_runs_compare_at_a_common_step_while_training(tmp_path):
+    runs = tmp_path / 'runs'
+    # psrl: seeds 3 and 4 (--seed=3), still training; seed 4 has not reached step 20000.
+    _launcher_run(runs / 'psrl' / 'breakout', 'psrl', 'breakout', 3,
+                  [{10000: 1.0, 20000: 5.0, 30000: 9.0}, {10000: 2.0}], num_seeds=2)
+    # rainbow: finished (a summary.json at 30000 is not what --at_step reads), one folder per seed.
+    for seed, ret in ((0, 2.0), (1, 4.0)):
+        _launcher_run(runs / f'rainbow_s{seed}', 'rainbow', 'breakout', seed,
+                      [{10000: ret / 2, 20000: ret, 30000: 3 * ret}])
+        (runs / f'rainbow_s{seed}' / 'summary.json').write_text(json.dumps(
+            {'algorithm': 'rainbow', 'env': 'breakout', 'seed': seed, 'total_steps': 30000,
+             'eval_return_mean': 3 * ret}))
+    (runs / 'orphan').mkdir()  # an eval.csv with no config.json
+    (runs / 'orphan' / 'eval.csv').write_text('step,return_mean\n20000,100.0\n')
+
+    loaded, warnings = aggregate.collect_runs([str(runs / '*')], at_step=20000)
+    by_seed = {(r.algorithm, r.seed): r for r in loaded}
+    assert sorted(by_seed) == [('psrl', 3), ('rainbow', 0), ('rainbow', 1)]
+    psrl = by_seed['psrl', 3]
+    assert (psrl.eval_return_mean, psrl.eval_return_std, psrl.eval_episodes) == (5.0, 0.5, 20)
+    assert psrl.total_steps == 20000 and psrl.env == 'breakout' and psrl.suite == 'minatar'
+    np.testing.assert_array_equal(psrl.eval_curve['step'], [10000, 20000])  # cut at the step
+    np.testing.assert_array_equal(psrl.train_curve['loss_rl'], np.arange(1, 21))
+    assert warnings == [
+        f'skipping {runs}/orphan/eval.csv: unreadable {runs}/orphan/config.json ([Errno 2] No '
+        f"such file or directory: '{runs}/orphan/config.json')",
+        f'skipping {runs}/psrl/breakout/seed_1/eval.csv: no evaluation at step 20000 (the last at '
+        '10000)']
+
+    out = tmp_path / 'report'
+    result = aggregate.write_report([str(runs / '*')], str(out), reps=200, at_step=20000)
+    rows = {r['algorithm']: r for r in read_csv(out / 'minatar_per_game.csv')}
+    assert (rows['psrl']['n_seeds'], rows['psrl']['total_steps']) == ('1', '20000')
+    assert float(rows['rainbow']['mean']) == 3.0 and rows['rainbow']['seeds'] == '0 1'
+    report = (out / 'report.md').read_text()
+    assert 'each at the evaluation at step 20000 (runs still training included' in report
+    assert 'Return of the evaluation at step 20000;' in report
+    assert result['warnings'] == warnings
+    # Without --at_step only the finished runs count, at their final evaluation.
+    final, _ = aggregate.collect_runs([str(runs / '*')])
+    assert sorted((r.algorithm, r.eval_return_mean) for r in final) == [
+        ('rainbow', 6.0), ('rainbow', 12.0)]
+
+
+def test_cli_at_step_errors(tmp_path):
+    _launcher_run(tmp_path / 'runs' / 'psrl', 'psrl', 'breakout', 0, [{10000: 1.0}])
+    for flag, message in (('--at_step=-5', '--at_step must be >= 0, got -5'),
+                          ('--at_step=20000', 'could be read at step 20000')):
+        proc = _cli(f'--runs={tmp_path}/runs/*', f'--out={tmp_path}/r', flag)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
+        assert message in proc.stderr and 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'r').exists()

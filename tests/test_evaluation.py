@@ -205,7 +205,7 @@ def test_load_runs_skips_malformed_with_a_warning(tmp_path):
     not_json = tmp_path / 'not_json' / 'summary.json'
     not_json.parent.mkdir()
     not_json.write_text('{"algorithm": ')
-    found, unmatched = run_folders.find_summary_files([str(tmp_path / '*'), str(tmp_path / 'nope*')])
+    found, unmatched = run_folders.find_run_files([str(tmp_path / '*'), str(tmp_path / 'nope*')])
     assert len(found) == 4 and unmatched == [str(tmp_path / 'nope*')]
     runs, warnings = run_folders.load_runs(found)
     assert [r.env for r in runs] == ['Pong']  # '-v5' stripped.

@@ -1,7 +1,9 @@
 """Run folders: finding and reading the files a training run writes, and grouping runs.
 
 Run folders follow DESIGN.md's output contract: `summary.json`, `eval.csv`, `metrics.csv` (and
-`seed_<k>/` subfolders for multi-seed runs).
+`seed_<k>/` subfolders for multi-seed runs, `config.json` in the run directory). A finished run is
+read from its summary.json; any run, finished or still training, can be read at one evaluation
+step from its eval.csv (`load_run_at_step`), so runs in progress compare at a common step.
 """
 
 import csv
@@ -20,14 +22,15 @@ from psrl_jax.envs.minatar import MINATAR_GAMES
 
 _ATARI_NAME = re.compile(r'^[A-Z][A-Za-z0-9]*$')
 _DMC_NAME = re.compile(r'^[a-z][a-z0-9_]*-[a-z][a-z0-9_]*$')
+_SEED_DIR = re.compile(r'^seed_(\d+)$')
 
 
 @dataclasses.dataclass
 class RunResult:
-    """One finished run (one seed): its summary.json plus its eval and training curves.
+    """One run (one seed): its result at `total_steps` plus its eval and training curves.
 
     `eval_curve` and `train_curve` map the columns of eval.csv and metrics.csv to float arrays
-    [rows] (empty dicts when the file is absent).
+    [rows] (empty dicts when the file is absent); a run read at a step holds them up to that step.
     """
     path: str
     algorithm: str
@@ -54,12 +57,14 @@ def env_suite(env: str) -> str | None:
     return None
 
 
-def find_summary_files(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Every summary.json at or below the paths matched by the glob `patterns`.
+def find_run_files(patterns: Sequence[str], name: str = 'summary.json'
+                   ) -> tuple[list[str], list[str]]:
+    """Every file called `name` (summary.json, eval.csv) at or below the paths matched by the glob
+    `patterns`.
 
     Returns:
-      (sorted unique summary paths, patterns that matched nothing). `checkpoints/` folders
-      are not searched.
+      (sorted unique paths, patterns that matched nothing). `checkpoints/` folders are not
+      searched.
     """
     found, unmatched = set(), []
     for pattern in patterns:
@@ -67,13 +72,13 @@ def find_summary_files(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
         if not matches:
             unmatched.append(pattern)
         for match in matches:
-            if os.path.isfile(match) and os.path.basename(match) == 'summary.json':
+            if os.path.isfile(match) and os.path.basename(match) == name:
                 found.add(os.path.normpath(match))
             elif os.path.isdir(match):
                 for root, dirs, files in os.walk(match):
                     dirs[:] = sorted(d for d in dirs if d != 'checkpoints')
-                    if 'summary.json' in files:
-                        found.add(os.path.normpath(os.path.join(root, 'summary.json')))
+                    if name in files:
+                        found.add(os.path.normpath(os.path.join(root, name)))
     return sorted(found), unmatched
 
 
@@ -139,16 +144,77 @@ def load_run(summary_path: str) -> RunResult:
         train_curve=_read_curve(os.path.join(run_dir, 'metrics.csv')))
 
 
-def load_runs(summary_paths: Sequence[str]) -> tuple[list[RunResult], list[str]]:
-    """Loads every run; a malformed one is skipped with a warning naming its file.
+def _run_config(run_dir: str) -> tuple[dict, int]:
+    """The launcher's config.json of a seed's folder (in it, or in the run directory above a
+    `seed_<k>` folder) and the seed's index k in the run (0 for a one-seed run)."""
+    match = _SEED_DIR.match(os.path.basename(run_dir))
+    folder, index = run_dir, 0
+    if not os.path.exists(os.path.join(run_dir, 'config.json')) and match:
+        folder, index = os.path.dirname(run_dir), int(match[1])
+    path = os.path.join(folder, 'config.json')
+    try:
+        with open(path) as f:
+            return json.load(f), index
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f'unreadable {path} ({e})') from None
+
+
+def load_run_at_step(eval_path: str, step: int) -> RunResult:
+    """Reads one seed's folder, finished or not, at the evaluation eval.csv holds for `step`.
+
+    The result is that evaluation (total_steps = step); algorithm, env and seed come from the
+    launcher's config.json (seed = --seed + k for folder seed_<k>); the curves are cut at `step`.
+
+    Raises:
+      ValueError: no readable config.json, an env of no suite, a non-numeric CSV, or no
+        evaluation at `step` (the message names the last step evaluated).
+    """
+    run_dir = os.path.dirname(eval_path)
+    record, index = _run_config(run_dir)
+    try:
+        algorithm, env = record['config']['algorithm'], record['flags']['env']
+        seed = int(record['flags']['seed']) + index
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f'config.json lacks the algorithm, env or seed ({e!r})') from None
+    env = env[:-3] if env.endswith('-v5') else env
+    suite = env_suite(env)
+    if suite is None:
+        raise ValueError(f'env {env!r} is neither an Atari game, a DMControl domain-task nor a '
+                         f'MinAtar game')
+    evals = _read_curve(eval_path)
+    if 'step' not in evals or 'return_mean' not in evals:
+        raise ValueError('eval.csv lacks its step or return_mean column')
+    steps = evals['step']
+    at = np.flatnonzero(steps == step)
+    if not at.size or not math.isfinite(evals['return_mean'][at[-1]]):
+        last = f'the last at {int(steps.max())}' if steps.size else 'none yet'
+        raise ValueError(f'no evaluation at step {step} ({last})')
+    row = at[-1]
+
+    def cut(curve):
+        if 'step' not in curve:
+            return curve
+        return {name: values[curve['step'] <= step] for name, values in curve.items()}
+
+    return RunResult(
+        path=run_dir, algorithm=algorithm, env=env, suite=suite, seed=seed, total_steps=step,
+        eval_return_mean=float(evals['return_mean'][row]),
+        eval_return_std=float(evals['return_std'][row]) if 'return_std' in evals else math.nan,
+        eval_episodes=int(evals['episodes'][row]) if 'episodes' in evals else 0,
+        eval_curve=cut(evals), train_curve=cut(_read_curve(os.path.join(run_dir, 'metrics.csv'))))
+
+
+def load_runs(paths: Sequence[str], step: int | None = None) -> tuple[list[RunResult], list[str]]:
+    """Loads every run: from its summary.json (`step` None), else from its eval.csv at `step`;
+    a run that cannot be read is skipped with a warning naming its file.
 
     Returns:
       (runs, warnings): one warning line per skipped file or doubtful group.
     """
     runs, warnings = [], []
-    for path in summary_paths:
+    for path in paths:
         try:
-            runs.append(load_run(path))
+            runs.append(load_run(path) if step is None else load_run_at_step(path, step))
         except ValueError as e:
             warnings.append(f'skipping {path}: {e}')
     seen: dict[tuple[str, str, int], str] = {}
