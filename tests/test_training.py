@@ -141,3 +141,33 @@ def test_launchers_anneal_beta_from_the_config_start_to_its_end_over_the_run():
     assert (start, end) == (0.4, 1.0)
     for step, beta in ((0, 0.4), (250, 0.55), (1000, 1.0), (2000, 1.0)):
         np.testing.assert_allclose(float(agent.priority_weight(step)), beta, rtol=1e-6)
+
+
+def test_runs_of_any_length_share_one_compiled_learn_step():
+    """The learn step's program does not depend on the run's length: beta (annealed over the run)
+    enters it as an argument, so a resumed run with a larger --total_steps, or a short test run,
+    finds the program another run compiled (the persistent compilation cache keys on it)."""
+    from experiments.configs import minatar as minatar_configs
+    config = minatar_configs.get_config('rainbow')
+    env = types.SimpleNamespace(num_actions=6, action_dim=None, frame_channels=4,
+                                observation_shape=(10, 10, 4), object_channel=1)
+    programs, literals = [], []
+    for total_steps in (300, 100_000):
+        loop = training.LoopConfig(env='breakout', seed=0, total_steps=total_steps,
+                                   learning_starts=100, eval_episodes=1, eval_every=0,
+                                   log_every=100, checkpoint_every=0)
+        agent = launch.build_agent('minatar', config, env, loop)
+        _, learn, _ = training.make_step_functions(agent)
+        carry = jax.eval_shape(lambda: training.init_carry(agent, training.seed_keys(0, 2),
+                                                           (10, 10, 4)))
+        entry = training.Entry(*(jax.ShapeDtypeStruct((2, *shape), dtype) for shape, dtype in (
+            ((10, 10, 4), jnp.uint8), ((), jnp.int32), ((), jnp.float32), ((), bool), ((), bool),
+            ((), bool), ((), bool))))
+        observation = jax.ShapeDtypeStruct((2, 10, 10, 4), jnp.uint8)
+        outer = jax.make_jaxpr(lambda c, e, o: learn(c, e, o, 200))(carry, entry, observation)
+        (call,) = outer.jaxpr.eqns                      # the one jitted learn program
+        programs.append(str(call.params['jaxpr']))
+        literals.append([float(v.val) for v in call.invars if hasattr(v, 'val')])  # literals
+    assert programs[0] == programs[1]
+    # ... and beta, which does differ at step 200 of the two runs, is passed to it.
+    np.testing.assert_allclose(literals, [[200, 0.8], [200, 0.4012]], rtol=1e-6)
