@@ -36,7 +36,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional
@@ -56,7 +55,6 @@ from psrl_jax.envs.minatar import make_minatar
 from psrl_jax.errors import UsageError
 
 FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SUMMARY_KEYS = ('device', 'rainbow_step_ms', 'spr_step_ms', 'psrl_step_ms', 'psrl_over_spr',
                 'env_steps_per_s', 'loop_steps_per_s', 'dmc_batch_size', 'drq_step_ms',
@@ -96,17 +94,6 @@ flags.DEFINE_list('cost_presets', ['all'],
 def device_slug(name: str) -> str:
     """A file-name form of a device name: 'gpu:NVIDIA H100 80GB' -> 'gpu-nvidia-h100-80gb'."""
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-') or 'device'
-
-
-def git_dirty() -> Optional[bool]:
-    """Whether tracked files differ from HEAD (the numbers then belong to uncommitted code)."""
-    try:
-        out = subprocess.run(['git', '--no-optional-locks', 'status', '--porcelain',
-                              '--untracked-files=no'], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10, check=True)
-        return bool(out.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _sig(x: float, digits: int = 4) -> float:
@@ -442,7 +429,7 @@ def run(settings: Dict) -> Dict:
         'load_average_1min': {'start': load_start, 'end': _load()},
         'wall_seconds': round(time.time() - started, 1),
     }
-    return {**summary, 'commit': launch.git_commit(), 'dirty': git_dirty(), 'flags': settings,
+    return {**summary, 'commit': launch.git_commit(), 'dirty': launch.git_dirty(), 'flags': settings,
             'jax_version': jax.__version__, 'timestamp': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
             'step_ms_samples': {p: r['samples_ms'] for p, r in steps.items()},
             'dmc_step_ms_samples': {p: r['samples_ms'] for p, r in dmc_steps.items()},

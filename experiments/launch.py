@@ -201,23 +201,38 @@ def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.
     return assemble_agent(config, sac, agent_config, env, loop)
 
 
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def git_commit() -> Optional[str]:
     """HEAD of the repository holding this file, or None (no git, not a checkout)."""
     try:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True)
+        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPOSITORY, capture_output=True,
+                             text=True, timeout=10, check=True)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
+def git_dirty() -> Optional[bool]:
+    """Whether tracked files differ from HEAD (the numbers then belong to uncommitted code)."""
+    try:
+        out = subprocess.run(['git', '--no-optional-locks', 'status', '--porcelain',
+                              '--untracked-files=no'], cwd=REPOSITORY, capture_output=True,
+                             text=True, timeout=10, check=True)
+        return bool(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def run_record() -> dict:
-    """The resolved config and flags, as written to config.json."""
+    """The resolved config and flags, as written to config.json, and the code (git commit, and
+    whether tracked files differed from it) the run last started or resumed with."""
     names = ('env', 'seed', 'num_seeds', 'num_processes', 'total_steps', 'learning_starts',
              'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every')
     return {'flags': {name: getattr(FLAGS, name) for name in names},
-            'config': json.loads(FLAGS.config.to_json())}
+            'config': json.loads(FLAGS.config.to_json()),
+            'code': {'commit': git_commit(), 'dirty': git_dirty()}}
 
 
 def _comparable(record: dict) -> dict:

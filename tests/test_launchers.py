@@ -41,6 +41,11 @@ def read_csv(path):
 def check_run(workdir, steps, algorithm, env, hns_expected):
     for name in ('config.json', 'metrics.csv', 'eval.csv', 'summary.json'):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    with open(os.path.join(workdir, 'config.json')) as f:
+        code = json.load(f)['code']         # the commit the run started with (tests run in a checkout)
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
+    assert code['commit'] == head.stdout.strip() and re.fullmatch('[0-9a-f]{40}', code['commit'])
+    assert isinstance(code['dirty'], bool)
     assert os.listdir(os.path.join(workdir, 'checkpoints'))
     assert any(f.startswith('events') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
     metrics = read_csv(os.path.join(workdir, 'metrics.csv'))
