@@ -23,7 +23,11 @@ suite, and writes to --out:
                                random policy's and the best constant action's (--minatar_baselines:
                                experiments.baselines' <game>.json files), and where psrl wins, ties
                                or loses against each other algorithm (CIs apart or overlapping);
-  minatar_learning_curves.png (the best constant action dashed), minatar_losses.png.
+  minatar_learning_curves.png (the best constant action dashed), minatar_losses.png;
+  c_checks.{md,csv}, c_checks.png  for runs with C: its ground-truth checks (c_shift_epe,
+                               c_warp_gain, on MinAtar c_object_epe) against zero flow's, at the
+                               end of the runs (mean of each seed's last 5 logged values) and
+                               over training.
 Benchmark games and tasks without runs are listed; aggregates over fewer than the 26 games are
 labelled partial. --reference prints the paper's own aggregates and DMControl tables and exits.
 Scores, run loading, aggregates and table rows come from psrl_jax.evaluation; the report's text,
@@ -239,6 +243,39 @@ def plot_loss_curves(runs: Sequence[run_folders.RunResult]) -> matplotlib.figure
     if not envs or not losses:
         axes[0, 0].set_visible(True)
         axes[0, 0].text(0.5, 0.5, 'no losses in metrics.csv', ha='center', va='center')
+    return fig
+
+
+def plot_correspondence_checks(runs: Sequence[run_folders.RunResult]) -> matplotlib.figure.Figure:
+    """C's checks over training, one row per env: the flows' error against a known shift and, on
+    MinAtar, against the objects' moves (dashed: zero flow's), and c_warp_gain (dotted: 1, zero
+    flow's); one line per algorithm (mean over seeds at shared steps, NaN rows left as gaps)."""
+    runs = [r for r in runs if 'c_shift_epe' in r.train_curve and 'step' in r.train_curve]
+    groups = run_folders.group_runs(runs, lambda r: (r.env, r.algorithm))
+    envs = sorted({e for e, _ in groups})
+    algorithms = sorted({a for _, a in groups})
+    panels = (('c_shift_epe', 'shift error'), ('c_warp_gain', 'warp gain'),
+              ('c_object_epe', 'object error'))
+    fig, axes = _grid(max(1, len(envs)) * len(panels), ncols=len(panels), height=2.4)
+    axes = axes.reshape(-1, len(panels))
+    for row, env in zip(axes, envs):
+        for ax, (check, title) in zip(row, panels):
+            for algorithm in algorithms:
+                members = [r for r in groups.get((env, algorithm), []) if check in r.train_curve]
+                color = _color(algorithms, algorithm)
+                for name, style in ((check, '-'), (f'{check}_zero', '--')):
+                    curves = [(r.train_curve['step'], r.train_curve[name]) for r in members
+                              if name in r.train_curve]
+                    if curves:
+                        steps, mean, _ = mean_curve(curves)
+                        ax.plot(steps, mean, color=color, linestyle=style,
+                                label=algorithm if style == '-' else 'zero flow')
+            if check == 'c_warp_gain':
+                ax.axhline(1.0, color='k', linestyle=':', linewidth=1)
+            ax.set_visible(bool(ax.lines))
+            ax.set_title(f'{env}: {title}', fontsize=9)
+            _step_axis(ax)
+    _figure_legend(fig, axes.ravel())
     return fig
 
 
@@ -503,6 +540,31 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
     return '\n\n'.join([text, images]), files, warnings
 
 
+def correspondence_section(runs, out: str) -> tuple[str, list[str]]:
+    """Writes the table and figure of C's checks; returns (markdown, files written)."""
+    rows = tables.correspondence_rows(runs)
+    files = [os.path.join(out, name) for name in ('c_checks.csv', 'c_checks.md', 'c_checks.png')]
+    write_csv(rows, files[0])
+    table = [[r['suite'], r['env'], r['algorithm'], r['n_seeds'], r['step']] +
+             [f"{fmt_number(r[name], 2)} ({fmt_number(r[f'{name}_zero'], 2)})"
+              for name in ('c_shift_epe', 'c_object_epe')] + [fmt_number(r['c_warp_gain'], 2)]
+             for r in rows]
+    text = '\n\n'.join([
+        '## C against ground truth',
+        "C's checks (psrl_jax.diagnostics) at the end of the runs: each seed's mean over its last "
+        '5 logged values, averaged over seeds. Errors are in pixels (MinAtar: cells), zero flow\'s '
+        'in brackets; c_warp_gain is the photometric error of C\'s flow over zero flow\'s on '
+        'consecutive frames. C finds correspondences where its errors lie below zero flow\'s and '
+        'c_warp_gain below 1.',
+        markdown_table(['Suite', 'Env', 'Algorithm', 'Seeds', 'Step', 'c_shift_epe (zero flow)',
+                        'c_object_epe (zero flow)', 'c_warp_gain'], table),
+        '![c_checks.png](c_checks.png)'])
+    with open(files[1], 'w') as f:
+        f.write(text + '\n')
+    save_figure(plot_correspondence_checks(runs), files[2])
+    return text, files
+
+
 def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
                  seed: int = 0, minatar_baselines: str = '', at_step: int = 0) -> dict:
     """Builds the whole report in `out`, from every run's final evaluation (`at_step` 0) or from
@@ -532,6 +594,10 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
             warnings += more
         else:
             sections.append(f'## {suite}\n\nNo runs.')
+    if any('c_shift_epe' in r.train_curve for r in runs):
+        text, written = correspondence_section(runs, out)
+        sections.append(text)
+        files += written
     head = (f'# Report\n\n{len(runs)} runs ({len(atari)} Atari, {len(dmc)} DMControl, '
             f'{len(minatar)} MinAtar) '
             f'from --runs {",".join(run_globs)}, each at {evaluation}'

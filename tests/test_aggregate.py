@@ -241,6 +241,7 @@ def test_minatar_runs_get_their_own_table(tmp_path):
     for name in ('minatar_learning_curves.png', 'minatar_losses.png'):
         assert (out / name).read_bytes()[:4] == b'\x89PNG' and str(out / name) in result['files']
     assert not (out / 'atari_per_game.csv').exists() and not (out / 'dmc_per_task.csv').exists()
+    assert not (out / 'c_checks.md').exists() and '## C against' not in report
 
 
 def test_mean_curve_uses_shared_steps():
@@ -308,9 +309,10 @@ def test_minatar_table_ci_baselines_and_verdicts(tmp_path):
     assert (out / 'minatar_learning_curves.png').stat().st_size > 0
 
 
-def _launcher_run(run, algorithm, env, seed, evals, num_seeds=None):
+def _launcher_run(run, algorithm, env, seed, evals, num_seeds=None, checks=False):
     """A launcher's run folder: config.json, and eval.csv/metrics.csv rows (step -> return) in it
-    or, with num_seeds, in seed_<k>/ (evals: one dict per seed); no summary.json."""
+    or, with num_seeds, in seed_<k>/ (evals: one dict per seed); no summary.json. `checks`: the
+    metrics hold C's checks (c_shift_epe = step / 10,000, its zero flow's 1.5, c_warp_gain 0.4)."""
     run.mkdir(parents=True)
     (run / 'config.json').write_text(json.dumps(
         {'flags': {'env': env, 'seed': seed, 'num_seeds': num_seeds or 1},
@@ -320,15 +322,17 @@ def _launcher_run(run, algorithm, env, seed, evals, num_seeds=None):
         folder.mkdir(exist_ok=True)
         (folder / 'eval.csv').write_text('step,return_mean,return_std,episodes\n' + ''.join(
             f'{step},{ret},0.5,20\n' for step, ret in rows.items()))
-        (folder / 'metrics.csv').write_text('step,loss_rl\n' + ''.join(
-            f'{step},{step / 1000}\n' for step in range(1000, max(rows) + 1, 1000)))
+        columns = ',c_shift_epe,c_shift_epe_zero,c_warp_gain' if checks else ''
+        (folder / 'metrics.csv').write_text(f'step,loss_rl{columns}\n' + ''.join(
+            f'{step},{step / 1000}' + (f',{step / 10000},1.5,0.4' if checks else '') + '\n'
+            for step in range(1000, max(rows) + 1, 1000)))
 
 
 def test_runs_compare_at_a_common_step_while_training(tmp_path):
     runs = tmp_path / 'runs'
     # psrl: seeds 3 and 4 (--seed=3), still training; seed 4 has not reached step 20000.
     _launcher_run(runs / 'psrl' / 'breakout', 'psrl', 'breakout', 3,
-                  [{10000: 1.0, 20000: 5.0, 30000: 9.0}, {10000: 2.0}], num_seeds=2)
+                  [{10000: 1.0, 20000: 5.0, 30000: 9.0}, {10000: 2.0}], num_seeds=2, checks=True)
     # rainbow: finished (a summary.json at 30000 is not what --at_step reads), one folder per seed.
     for seed, ret in ((0, 2.0), (1, 4.0)):
         _launcher_run(runs / f'rainbow_s{seed}', 'rainbow', 'breakout', seed,
@@ -362,6 +366,12 @@ def test_runs_compare_at_a_common_step_while_training(tmp_path):
     assert 'each at the evaluation at step 20000 (runs still training included' in report
     assert 'Return of the evaluation at step 20000;' in report
     assert result['warnings'] == warnings
+    # C's checks: seed 3's last 5 rows up to step 20000 (c_shift_epe 1.6 .. 2.0); rainbow has no C.
+    assert [(r['algorithm'], r['n_seeds'], r['step'], float(r['c_shift_epe']))
+            for r in read_csv(out / 'c_checks.csv')] == [('psrl', '1', '20000', 1.8)]
+    assert ('| minatar | breakout | psrl | 1 | 20000 | 1.80 (1.50) | - (-) | 0.40 |'
+            in (out / 'c_checks.md').read_text())
+    assert (out / 'c_checks.png').read_bytes()[:4] == b'\x89PNG' and '## C against' in report
     # Without --at_step only the finished runs count, at their final evaluation.
     final, _ = aggregate.collect_runs([str(runs / '*')])
     assert sorted((r.algorithm, r.eval_return_mean) for r in final) == [

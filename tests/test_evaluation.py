@@ -2,6 +2,7 @@
 aggregates (aggregates), run folders (runs) and our runs beside the paper (tables)."""
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -278,3 +279,29 @@ def test_dmc_rows_group_by_budget_and_warn_on_mixed_steps():
     assert by_key[('500k', 'walker-walk')]['n_seeds'] == 0
     assert len(rows) == 12
     assert len(warnings) == 1 and 'different total_steps' in warnings[0]
+
+
+def test_correspondence_rows_average_each_seeds_last_logged_checks():
+    def run(algorithm, env, seed, shift, obj=None):
+        curve = {'step': np.arange(1, 8) * 1000.0, 'c_shift_epe': np.asarray(shift),
+                 'c_shift_epe_zero': np.full(7, 1.4), 'c_warp_gain': np.full(7, 0.5 + seed)}
+        if obj is not None:
+            curve['c_object_epe'] = np.asarray(obj)
+        return dataclasses.replace(_run(algorithm, env, seed, 0.0), train_curve=curve)
+
+    nan = np.nan
+    runs = [run('psrl', 'breakout', 0, [nan, 9, 9, 1, 2, 3, 4], [nan, 5, 1, 1, 1, nan, 1]),
+            run('psrl', 'breakout', 1, [9, 9, 2, 3, 4, 5, 6], [nan] * 7),
+            run('psrl', 'Pong', 0, [nan, 1, 1, 1, 1, 1, 1]),
+            _run('rainbow', 'breakout', 0, 3.0)]                       # no C: no row
+    rows = tables.correspondence_rows(runs, window=4)
+    assert [(r['suite'], r['env'], r['algorithm'], r['n_seeds'], r['step']) for r in rows] == [
+        ('atari', 'Pong', 'psrl', 1, 7000), ('minatar', 'breakout', 'psrl', 2, 7000)]
+    breakout = rows[1]
+    # seed 0: mean(1, 2, 3, 4) = 2.5; seed 1: mean(3, 4, 5, 6) = 4.5
+    assert breakout['c_shift_epe'] == pytest.approx(3.5)
+    assert breakout['c_shift_epe_zero'] == pytest.approx(1.4)
+    assert breakout['c_warp_gain'] == pytest.approx(1.0)
+    # the last 4 finite values of seed 0 (1, 1, 1, 1); seed 1 logged none, so it does not count
+    assert breakout['c_object_epe'] == pytest.approx(1.0)
+    assert breakout['c_object_epe_zero'] is None and rows[0]['c_object_epe'] is None

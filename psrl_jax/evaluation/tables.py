@@ -2,7 +2,8 @@
 the random and best constant policies with PSRL's verdict against each other algorithm.
 
 Rows hold our mean and sample sd over seeds (and HNS for Atari) next to the paper's numbers for the
-methods of ATARI_COMPARE_METHODS / DMC_COMPARE_METHODS; experiments/aggregate.py writes them.
+methods of ATARI_COMPARE_METHODS / DMC_COMPARE_METHODS; experiments/aggregate.py writes them. Runs
+with C also get a row of C's ground-truth checks against zero flow's (`correspondence_rows`).
 """
 
 from typing import Mapping, Sequence
@@ -130,3 +131,28 @@ def minatar_verdicts(rows: Sequence[dict], ours: str = 'psrl') -> list[dict]:
         verdicts.append({'game': game, 'ours': ours, 'other': algorithm, 'verdict': verdict,
                          'ours_mean': mine['mean'], 'other_mean': other['mean']})
     return verdicts
+
+
+# C's ground-truth checks as metrics.csv logs them (psrl_jax.diagnostics), each with its zero-flow
+# reference: C finds correspondences where an error lies below zero flow's and c_warp_gain below 1.
+CORRESPONDENCE_CHECKS = ('c_shift_epe', 'c_shift_epe_zero', 'c_warp_gain', 'c_object_epe',
+                         'c_object_epe_zero')
+
+
+def correspondence_rows(runs: Sequence[RunResult], window: int = 5) -> list[dict]:
+    """Per (suite, env, algorithm) whose runs log C's checks: each check's mean over seeds of the
+    seed's mean over its last `window` logged values (one check is one batch, so single rows are
+    noisy); None for a check no seed logged. `step`: the last step any seed logged."""
+    logged = [r for r in runs if 'c_shift_epe' in r.train_curve and 'step' in r.train_curve]
+    groups = group_runs(logged, lambda r: (r.suite, r.env, r.algorithm))
+    rows = []
+    for (suite, env, algorithm), members in sorted(groups.items()):
+        row = {'suite': suite, 'env': env, 'algorithm': algorithm, 'n_seeds': len(members),
+               'step': int(max(r.train_curve['step'].max() for r in members))}
+        for name in CORRESPONDENCE_CHECKS:
+            tails = [values[np.isfinite(values)][-window:] for values in
+                     (r.train_curve.get(name, np.zeros(0)) for r in members)]
+            seeds = [float(tail.mean()) for tail in tails if tail.size]
+            row[name] = float(np.mean(seeds)) if seeds else None
+        rows.append(row)
+    return rows
