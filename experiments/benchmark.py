@@ -49,7 +49,7 @@ from experiments import cost, launch
 from experiments import train_atari  # noqa: F401  defines the Atari launcher's flags (--env ...)
 from experiments.configs import atari as atari_configs
 from experiments.configs import minatar as minatar_configs
-from psrl_jax import training
+from psrl_jax import host_memory, training
 from psrl_jax.envs.atari import make_atari
 from psrl_jax.envs.minatar import make_minatar
 from psrl_jax.errors import UsageError
@@ -450,6 +450,7 @@ def save(record: Dict, out: str) -> str:
 def main(argv: List[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    host_memory.reuse_freed_memory()     # as the launchers run
     try:
         settings = resolve_flags()
         record = run(settings)
