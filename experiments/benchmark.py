@@ -450,7 +450,6 @@ def save(record: Dict, out: str) -> str:
 def main(argv: List[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-    host_memory.reuse_freed_memory()     # as the launchers run
     try:
         settings = resolve_flags()
         record = run(settings)
@@ -463,4 +462,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == '__main__':
+    host_memory.restart_with_huge_pages()     # as the launchers run
     app.run(main)

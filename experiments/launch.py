@@ -18,7 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from psrl_jax import checkpoints, diagnostics, host_memory, psrl, replay, run_files, training
+from psrl_jax import checkpoints, diagnostics, psrl, replay, run_files, training
 from psrl_jax.agents import rainbow, sac
 from psrl_jax.errors import UsageError
 
@@ -303,7 +303,6 @@ def main(suite: str, make_env: Callable, make_eval_env: Callable) -> None:
     unknown name or missing ROMs/GL). Every input is checked before the run directory is locked and
     before anything is written or compiled; a refused launch leaves the run directory as it was.
     """
-    host_memory.reuse_freed_memory()     # before JAX starts its CPU backend's threads
     if not FLAGS['verbosity'].present:   # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
     lock = None

@@ -10,6 +10,7 @@ from absl import app
 
 from experiments import launch
 from experiments.configs import atari as atari_config
+from psrl_jax import host_memory
 from psrl_jax.envs.atari import make_atari
 
 launch.define_flags(config_file='atari.py', **atari_config.LAUNCH_DEFAULTS)
@@ -21,4 +22,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+    host_memory.restart_with_huge_pages()
     app.run(main, flags_parser=launch.parse_flags)

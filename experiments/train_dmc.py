@@ -12,6 +12,7 @@ from absl import app
 
 from experiments import launch
 from experiments.configs import dmc as dmc_config
+from psrl_jax import host_memory
 from psrl_jax.envs.dmc import make_dmc
 
 launch.define_flags(config_file='dmc.py', **dmc_config.LAUNCH_DEFAULTS)
@@ -23,4 +24,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+    host_memory.restart_with_huge_pages()
     app.run(main, flags_parser=launch.parse_flags)

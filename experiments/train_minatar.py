@@ -11,6 +11,7 @@ from absl import app
 
 from experiments import launch
 from experiments.configs import minatar as minatar_config
+from psrl_jax import host_memory
 from psrl_jax.envs.minatar import make_minatar
 
 launch.define_flags(config_file='minatar.py', **minatar_config.LAUNCH_DEFAULTS)
@@ -22,4 +23,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+    host_memory.restart_with_huge_pages()
     app.run(main, flags_parser=launch.parse_flags)

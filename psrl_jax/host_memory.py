@@ -1,35 +1,48 @@
-"""Host memory on a CPU backend: let each step reuse the buffers the step before freed.
+"""Host memory on a CPU backend: back the per-step temporary block with huge pages.
 
-XLA:CPU allocates an execution's temporaries as one block with malloc (MinAtar's 5-seed spr learn
-step: 89 MB). glibc serves a block over 32 MB with a fresh mmap and unmaps it when it is freed,
-and a thread's own arena (a heap of at most 64 MB) does the same for any larger block. So every
-step page-faulted and zeroed its whole temporary block: 22,300 page faults a step, 20% of the
-MinAtar psrl and spr runs' CPU time in the kernel; with the settings below none, and a resumed
-MinAtar psrl run makes 1.3x the agent steps/s (WORKSPACE_NOTES.md, "Performance notes").
+XLA:CPU allocates an execution's temporaries as one block with malloc (MinAtar's 5-seed learn
+steps: 89-100 MB). glibc maps any block over 32 MB afresh and unmaps it when it is freed, so every
+step page-faulted and zeroed its whole block in 4 KiB pages: 22,000-25,000 faults an agent step,
+20% of the MinAtar psrl and spr runs' CPU time in the kernel. glibc's `glibc.malloc.hugetlb=1`
+tunable asks for transparent huge pages on what malloc maps, 512x fewer faults; a resumed MinAtar
+psrl run made ~1.3x the agent steps/s (WORKSPACE_NOTES.md, "Performance notes"). glibc reads its
+tunables only when a process starts, hence `restart_with_huge_pages`.
 """
 
-import ctypes
-import ctypes.util
+import os
 import platform
+import sys
+from typing import Mapping, Optional
 
-# mallopt(3) parameters.
-_M_MXFAST, _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = 1, -1, -4, -8
+TUNABLE = 'glibc.malloc.hugetlb=1'
 
 
-def reuse_freed_memory() -> bool:
-    """On glibc: every thread allocates from the one main heap, no block is mmapped, and the heap's
-    free top is never returned to the system, so a freed block serves the next step's. Fast bins
-    are off: glibc empties them into the heap before every request of 1 KB or more, and a step makes
-    ~30,000 such requests among as many small frees, which in the one heap cost more than the page
-    faults saved (a resumed MinAtar psrl run: 2.8-3.3 agent steps/s with fast bins, 3.8-4.3 without,
-    2.9-3.3 with glibc's defaults).
+def huge_page_environment(environ: Mapping[str, str]) -> Optional[dict]:
+    """`environ` with TUNABLE added to GLIBC_TUNABLES (other tunables kept), or None where it is
+    there already or the C library is not glibc."""
+    tunables = environ.get('GLIBC_TUNABLES', '')
+    if platform.libc_ver()[0] != 'glibc' or 'glibc.malloc.hugetlb=' in tunables:
+        return None
+    return {**environ, 'GLIBC_TUNABLES': ':'.join(filter(None, (tunables, TUNABLE)))}
 
-    Call it before JAX creates its CPU backend: a thread keeps the arena it first allocated in.
-    The process's resident memory then stays at its peak instead of shrinking after it.
-    Returns whether the settings were applied (False where the C library is not glibc).
-    """
-    if platform.libc_ver()[0] != 'glibc':
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library('c'))
-    return all(libc.mallopt(param, value) == 1 for param, value in (
-        (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_MXFAST, 0)))
+
+def _initial_environment() -> dict:
+    """The environment this process started with (imports add to os.environ, e.g. jax's
+    TPU_SKIP_MDS_QUERY, which the restarted command must not inherit); os.environ without /proc."""
+    try:
+        with open('/proc/self/environ', 'rb') as f:
+            items = f.read().split(b'\0')
+    except OSError:
+        return dict(os.environ)
+    return dict(os.fsdecode(item).split('=', 1) for item in items if b'=' in item)
+
+
+def restart_with_huge_pages() -> None:
+    """Replaces this process with the same command, in the environment it started with plus TUNABLE
+    in GLIBC_TUNABLES, unless glibc.malloc.hugetlb is set already or the C library is not glibc
+    (then returns). For a program's `if __name__ == '__main__':` block, before any work."""
+    environ = huge_page_environment(_initial_environment())
+    if environ is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)

@@ -20,6 +20,8 @@ import subprocess
 
 import pytest
 
+from psrl_jax import host_memory
+
 CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.pytest_cache',
                      'jax_compilation_cache')
 LIMIT_BYTES = 2 << 30
@@ -38,6 +40,11 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:   # xdist workers inherit the 
 if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                ' --xla_backend_optimization_level=1').strip()
+# The launchers restart themselves under glibc's huge-page tunable unless it is set
+# (psrl_jax.host_memory): set here, the many launchers the tests start do not import twice.
+_HUGE_PAGES = host_memory.huge_page_environment(os.environ)
+if _HUGE_PAGES is not None:
+    os.environ['GLIBC_TUNABLES'] = _HUGE_PAGES['GLIBC_TUNABLES']
 
 
 class Tmpfs:
