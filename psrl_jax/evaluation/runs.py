@@ -57,6 +57,16 @@ def env_suite(env: str) -> str | None:
     return None
 
 
+def _env_and_suite(env: str) -> tuple[str, str]:
+    """(env without a '-v5' suffix, its suite); raises ValueError for an env of no suite."""
+    env = env[:-3] if env.endswith('-v5') else env
+    suite = env_suite(env)
+    if suite is None:
+        raise ValueError(f'env {env!r} is neither an Atari game, a DMControl domain-task nor a '
+                         f'MinAtar game')
+    return env, suite
+
+
 def find_run_files(patterns: Sequence[str], name: str = 'summary.json'
                    ) -> tuple[list[str], list[str]]:
     """Every file called `name` (summary.json, eval.csv) at or below the paths matched by the glob
@@ -125,11 +135,7 @@ def load_run(summary_path: str) -> RunResult:
         return value
 
     algorithm, env = get('algorithm', str), get('env', str)
-    env = env[:-3] if env.endswith('-v5') else env
-    suite = env_suite(env)
-    if suite is None:
-        raise ValueError(f'env {env!r} is neither an Atari game, a DMControl domain-task nor a '
-                         f'MinAtar game')
+    env, suite = _env_and_suite(env)
     seed, total_steps = get('seed', int), get('total_steps', int)
     ret_mean = get('eval_return_mean', float)
     if not math.isfinite(ret_mean):
@@ -176,11 +182,7 @@ def load_run_at_step(eval_path: str, step: int) -> RunResult:
         seed = int(record['flags']['seed']) + index
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f'config.json lacks the algorithm, env or seed ({e!r})') from None
-    env = env[:-3] if env.endswith('-v5') else env
-    suite = env_suite(env)
-    if suite is None:
-        raise ValueError(f'env {env!r} is neither an Atari game, a DMControl domain-task nor a '
-                         f'MinAtar game')
+    env, suite = _env_and_suite(env)
     evals = _read_curve(eval_path)
     if 'step' not in evals or 'return_mean' not in evals:
         raise ValueError('eval.csv lacks its step or return_mean column')
