@@ -250,7 +250,7 @@ def plot_correspondence_checks(runs: Sequence[run_folders.RunResult]) -> matplot
     """C's checks over training, one row per env: the flows' error against a known shift and, on
     MinAtar, against the objects' moves (dashed: zero flow's), and c_warp_gain (dotted: 1, zero
     flow's); one line per algorithm (mean over seeds at shared steps, NaN rows left as gaps)."""
-    runs = [r for r in runs if 'c_shift_epe' in r.train_curve and 'step' in r.train_curve]
+    runs = [r for r in runs if tables.logs_correspondence_checks(r)]
     groups = run_folders.group_runs(runs, lambda r: (r.env, r.algorithm))
     envs = sorted({e for e, _ in groups})
     algorithms = sorted({a for _, a in groups})
@@ -552,7 +552,7 @@ def correspondence_section(runs, out: str) -> tuple[str, list[str]]:
     text = '\n\n'.join([
         '## C against ground truth',
         "C's checks (psrl_jax.diagnostics) at the end of the runs: each seed's mean over its last "
-        '5 logged values, averaged over seeds. Errors are in pixels (MinAtar: cells), zero flow\'s '
+        f'{tables.CHECK_WINDOW} logged values, averaged over seeds. Errors are in pixels (MinAtar: cells), zero flow\'s '
         'in brackets; c_warp_gain is the photometric error of C\'s flow over zero flow\'s on '
         'consecutive frames. C finds correspondences where its errors lie below zero flow\'s and '
         'c_warp_gain below 1.',
@@ -594,7 +594,7 @@ def write_report(run_globs: Sequence[str], out: str, reps: int = 2000,
             warnings += more
         else:
             sections.append(f'## {suite}\n\nNo runs.')
-    if any('c_shift_epe' in r.train_curve for r in runs):
+    if any(tables.logs_correspondence_checks(r) for r in runs):
         text, written = correspondence_section(runs, out)
         sections.append(text)
         files += written

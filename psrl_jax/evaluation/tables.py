@@ -137,13 +137,19 @@ def minatar_verdicts(rows: Sequence[dict], ours: str = 'psrl') -> list[dict]:
 # reference: C finds correspondences where an error lies below zero flow's and c_warp_gain below 1.
 CORRESPONDENCE_CHECKS = ('c_shift_epe', 'c_shift_epe_zero', 'c_warp_gain', 'c_object_epe',
                          'c_object_epe_zero')
+CHECK_WINDOW = 5   # logged values per seed averaged into a run's end-of-run check
 
 
-def correspondence_rows(runs: Sequence[RunResult], window: int = 5) -> list[dict]:
+def logs_correspondence_checks(run: RunResult) -> bool:
+    """Whether the run's metrics.csv holds C's checks (the runs of objectives with C)."""
+    return 'c_shift_epe' in run.train_curve and 'step' in run.train_curve
+
+
+def correspondence_rows(runs: Sequence[RunResult], window: int = CHECK_WINDOW) -> list[dict]:
     """Per (suite, env, algorithm) whose runs log C's checks: each check's mean over seeds of the
     seed's mean over its last `window` logged values (one check is one batch, so single rows are
     noisy); None for a check no seed logged. `step`: the last step any seed logged."""
-    logged = [r for r in runs if 'c_shift_epe' in r.train_curve and 'step' in r.train_curve]
+    logged = [r for r in runs if logs_correspondence_checks(r)]
     groups = group_runs(logged, lambda r: (r.suite, r.env, r.algorithm))
     rows = []
     for (suite, env, algorithm), members in sorted(groups.items()):
