@@ -17,8 +17,17 @@ def _normal(seed, shape):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
-@pytest.mark.parametrize('r, shape', [(1, (2, 5, 4, 3)),    # rows: H > 2r + 1
-                                      (3, (2, 5, 6, 4))])   # one product: H <= 2r + 1
+# Both of correlation_volume's forms: the per-row products above FULL_PRODUCT_POSITIONS positions,
+# the gathered full product at or below it.
+VOLUME_SHAPES = [(1, (1, 15, 14, 3)), (2, (2, 10, 10, 4)), (3, (2, 5, 6, 4))]
+
+
+def test_volume_shapes_cover_both_forms_of_the_correlation_volume():
+    positions = [shape[1] * shape[2] for _, shape in VOLUME_SHAPES]
+    assert max(positions) > transforms.FULL_PRODUCT_POSITIONS >= min(positions)
+
+
+@pytest.mark.parametrize('r, shape', VOLUME_SHAPES)
 def test_correlation_volume_gradients_are_the_adjoint_of_the_reference(r, shape):
     """d<G, V(z_a, z_b)>/dz_a [p, c] = sum_d G[p, d] z_b[p + d, c] / C, and for z_b the transpose."""
     z_a, z_b = _normal(0, shape), _normal(1, shape)

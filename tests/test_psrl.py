@@ -141,7 +141,7 @@ def test_loss_augments_its_subsequences_as_augment_per_says(per):
     augmented = transforms.augment(key, batch.observation, config.augmentation, per)
     plain = dataclasses.replace(config, augmentation=())   # float frames pass through unchanged
     expected, _ = psrl_loss(params, params, batch._replace(observation=augmented), key, plain)
-    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)   # float32 sums in another order
     other = transforms.augment(key, batch.observation, config.augmentation,
                                {'frame': 'sequence', 'sequence': 'frame'}[per])
     assert not np.allclose(psrl_loss(params, params, batch._replace(observation=other), key,

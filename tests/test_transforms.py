@@ -56,6 +56,8 @@ def test_displacements_hand_worked():
     (1, (2, 5, 4, 3)),
     (2, (1, 6, 7, 8)),
     (3, (2, 5, 5, 4)),   # window larger than the map in places: many outside positions
+    (2, (1, 15, 14, 3)),  # more than FULL_PRODUCT_POSITIONS positions: the per-row products
+    (1, (2, 16, 13, 2)),
 ])
 def test_correlation_volume_matches_reference(r, shape):
     rng = _rng(r)
