@@ -45,7 +45,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from experiments import cost, launch
+from experiments import cost, launch, repository
 from experiments import train_atari  # noqa: F401  defines the Atari launcher's flags (--env ...)
 from experiments.configs import atari as atari_configs
 from experiments.configs import minatar as minatar_configs
@@ -429,7 +429,7 @@ def run(settings: Dict) -> Dict:
         'load_average_1min': {'start': load_start, 'end': _load()},
         'wall_seconds': round(time.time() - started, 1),
     }
-    return {**summary, 'commit': launch.git_commit(), 'dirty': launch.git_dirty(), 'flags': settings,
+    return {**summary, 'commit': repository.git_commit(), 'dirty': repository.git_dirty(), 'flags': settings,
             'jax_version': jax.__version__, 'timestamp': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
             'step_ms_samples': {p: r['samples_ms'] for p, r in steps.items()},
             'dmc_step_ms_samples': {p: r['samples_ms'] for p, r in dmc_steps.items()},

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import launch
+from experiments import launch, repository
 from experiments.configs import atari as atari_configs
 from experiments.configs import dmc as dmc_configs
 from experiments.configs import minatar as minatar_configs
@@ -236,5 +236,5 @@ if __name__ == '__main__':
         print(f"| {row['what']} | {row['temp_gb']:.3f} | {row['gflops']:.2f} | {row['gbytes']:.3f} |"
               + (f" {row['ms']:.0f} |" if repeats else ''))
     print(json.dumps({'suite': suite, 'batch': batch, 'repeats': repeats,
-                      'device': training.device_name(), 'commit': launch.git_commit(),
+                      'device': training.device_name(), 'commit': repository.git_commit(),
                       'rows': table}))

@@ -7,9 +7,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import repository
 from psrl_jax import checkpoints, diagnostics, psrl, replay, run_files, training
 from psrl_jax.agents import rainbow, sac
 from psrl_jax.errors import UsageError
@@ -201,30 +201,6 @@ def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.
     return assemble_agent(config, sac, agent_config, env, loop)
 
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def git_commit() -> Optional[str]:
-    """HEAD of the repository holding this file, or None (no git, not a checkout)."""
-    try:
-        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPOSITORY, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def git_dirty() -> Optional[bool]:
-    """Whether tracked files differ from HEAD (the numbers then belong to uncommitted code)."""
-    try:
-        out = subprocess.run(['git', '--no-optional-locks', 'status', '--porcelain',
-                              '--untracked-files=no'], cwd=REPOSITORY, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return bool(out.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def run_record() -> dict:
     """The resolved config and flags, as written to config.json, and the code (git commit, and
     whether tracked files differed from it) the run last started or resumed with."""
@@ -232,7 +208,7 @@ def run_record() -> dict:
              'eval_episodes', 'eval_every', 'log_every', 'checkpoint_every')
     return {'flags': {name: getattr(FLAGS, name) for name in names},
             'config': json.loads(FLAGS.config.to_json()),
-            'code': {'commit': git_commit(), 'dirty': git_dirty()}}
+            'code': {'commit': repository.git_commit(), 'dirty': repository.git_dirty()}}
 
 
 def _comparable(record: dict) -> dict:

@@ -40,6 +40,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import repository
 from experiments.configs import atari as atari_config
 from experiments.configs import dmc as dmc_config
 from experiments.configs import minatar as minatar_config
@@ -49,7 +50,6 @@ from psrl_jax.errors import UsageError
 from psrl_jax.evaluation.scores import DMC_TASKS
 
 FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Slot = Union[str, Tuple[int, ...], None]   # a GPU, the CPU cores a run is pinned to, or neither
 
 flags.DEFINE_string('suite', None, 'atari, dmc or minatar.')
@@ -275,7 +275,7 @@ def slurm_script(runs: Sequence[Run], workdir: str, options: Sequence[str]) -> s
              f'#SBATCH --output={os.path.join(workdir, "logs", "slurm_%A_%a.out")}',
              '#SBATCH --signal=B:TERM@300',   # time to checkpoint before a time limit
              *[f'#SBATCH {option}' for option in options],
-             f'cd {shlex.quote(ROOT)}',
+             f'cd {shlex.quote(repository.ROOT)}',
              'case "$SLURM_ARRAY_TASK_ID" in']
     for i, run in enumerate(runs):
         lines.append(f'  {i}) exec {shlex.join(run.command)} >> {shlex.quote(run.log)} 2>&1 ;;')
@@ -327,7 +327,7 @@ class Sweep:
             log.write(f'# {stamp} {assignments}{shlex.join(run.command)}\n')
             log.flush()
             run.started = time.time()
-            run.process = subprocess.Popen(run.command, cwd=ROOT, env=dict(os.environ, **extra),
+            run.process = subprocess.Popen(run.command, cwd=repository.ROOT, env=dict(os.environ, **extra),
                                            stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True)
             if cores:
@@ -405,7 +405,7 @@ def report(workdir: str) -> bool:
     line. Returns whether it succeeded."""
     out = os.path.join(workdir, 'report')
     result = subprocess.run([sys.executable, '-m', 'experiments.aggregate',
-                             f'--runs={glob.escape(workdir)}', f'--out={out}'], cwd=ROOT,
+                             f'--runs={glob.escape(workdir)}', f'--out={out}'], cwd=repository.ROOT,
                             capture_output=True, text=True)
     lines = (result.stdout if result.returncode == 0 else result.stderr).strip().splitlines()
     _log_line(f'report: {lines[-1] if lines else "no output"}' if result.returncode == 0 else
