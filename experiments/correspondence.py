@@ -4,9 +4,12 @@
       --config=experiments/configs/dmc.py:psrl --config.psrl.correspondence_resolution=0 ...
 
 Plays random actions in one env of the suite (episodes one after the other; samples stay inside
-one), trains the encoder and C on the agent's L_c alone (psrl.psrl_loss with CAT and AAT off: the
-external maps over the horizon and the internal map, on frames augmented as the agent augments
-them) with Adam, and reports C's checks (diagnostics.correspondence_checks: c_shift_epe,
+one), trains the encoder and C with Adam on the agent's L_c alone (--objective=lc: psrl.psrl_loss
+with CAT, AAT and the L1 terms off: the external maps over the horizon and the internal map, on
+frames augmented as the agent augments them) or on PSRL's whole self-supervised objective as the
+config sets it (--objective=full: L_sim through CAT and AAT, the L1 terms and lambda_c L_c on the
+played actions, the online network as its own target, no RL loss; so CAT's gradient into C,
+`cat_flow_gradients`, and `lambda_c` can be compared), and reports C's checks (diagnostics.correspondence_checks: c_shift_epe,
 c_shift_epe_zero, c_warp_gain; c_object_epe on MinAtar) on held-out frames of the same episode
 before and after training (--check_every: also along the way). The last line is one JSON object;
 --out also saves it.
@@ -26,7 +29,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import launch
+from experiments import launch, repository
 from psrl_jax import diagnostics, psrl, training
 from psrl_jax.errors import UsageError
 
@@ -36,7 +39,9 @@ flags.DEFINE_enum('suite', 'dmc', list(SUITES), 'Environment suite.')
 flags.DEFINE_string('env', 'cheetah-run', 'Game or task of the suite.')
 flags.DEFINE_integer('frames', 96, 'Consecutive frames played (the last quarter is held out).')
 flags.DEFINE_integer('warmup', 30, 'Random steps before the frames are taken.')
-flags.DEFINE_integer('steps', 300, 'Adam steps on L_c.')
+flags.DEFINE_integer('steps', 300, 'Adam steps on the objective.')
+flags.DEFINE_enum('objective', 'lc', ['lc', 'full'], "What is trained: 'lc', the agent's L_c alone; "
+                  "'full', PSRL's whole self-supervised objective as the config sets it.")
 flags.DEFINE_integer('check_every', 0, 'Also run the checks every this many steps (0: only before '
                      'and after training); the result\'s "curve" lists them with their step.')
 flags.DEFINE_integer('batch_size', 8, 'Subsequences per step.')
@@ -49,41 +54,53 @@ config_flags.DEFINE_config_file('config', None, 'The suite config (file:preset) 
 
 def play(suite: str, name: str, frames: int, warmup: int, seed: int):
     """uint8 [frames, H, W, C] observations under random actions, their episode numbers [frames]
-    (a new one after every episode end; the reset's pseudo-step is dropped), and the env."""
+    (a new one after every episode end; the reset's pseudo-step is dropped), the actions taken at
+    them ([frames] int or [frames, A] float; the last one's successor is not kept), and the env."""
     env = launch.make_eval_env(suite, name, 1, seed)
     rng = np.random.default_rng(seed)
     random_action = lambda: (rng.integers(0, env.num_actions, 1) if env.num_actions is not None
                              else rng.uniform(-1, 1, (1, env.action_dim)))
-    observations, episodes, episode = [env.reset()[0]], [0], 0
+    observations, episodes, actions, episode = [env.reset()[0]], [0], [], 0
     while len(observations) < warmup + frames:
-        timestep = env.step(random_action())
+        action = random_action()
+        timestep = env.step(action)
         if not timestep.valid[0]:   # the first observation of the next episode
             episode += 1
             observations[-1], episodes[-1] = timestep.observation[0], episode
             continue
+        actions.append(action[0])
         observations.append(timestep.observation[0])
         episodes.append(episode)
+    actions.append(random_action()[0])
     env.close()
-    return np.stack(observations[warmup:]), np.asarray(episodes[warmup:]), env
+    return (np.stack(observations[warmup:]), np.asarray(episodes[warmup:]),
+            np.stack(actions[warmup:]), env)
 
 
-def subsequences(observations: np.ndarray, episodes: np.ndarray, length: int) -> np.ndarray:
-    """Every window of `length` consecutive observations inside one episode: [n, length, ...]."""
+def subsequences(observations: np.ndarray, episodes: np.ndarray, actions: np.ndarray,
+                 length: int):
+    """Every window of `length` consecutive observations inside one episode, [n, length, ...], and
+    the actions between them, [n, length - 1, ...]."""
     starts = [i for i in range(len(observations) - length + 1)
               if episodes[i] == episodes[i + length - 1]]
     if not starts:
         raise UsageError(f'no {length} consecutive frames inside one episode: use more --frames')
-    return np.stack([observations[i:i + length] for i in starts])
+    return (np.stack([observations[i:i + length] for i in starts]),
+            np.stack([actions[i:i + length - 1] for i in starts]))
 
 
 def run(config, suite: str, name: str) -> dict:
-    observations, episodes, env = play(suite, name, FLAGS.frames, FLAGS.warmup, FLAGS.seed)
-    objective = dataclasses.replace(launch.objective(config, env, suite), cat=False, aat=False,
-                                    l1=False)
+    observations, episodes, actions, env = play(suite, name, FLAGS.frames, FLAGS.warmup,
+                                                FLAGS.seed)
+    objective = launch.objective(config, env, suite)
+    if FLAGS.objective == 'lc':
+        objective = dataclasses.replace(objective, cat=False, aat=False, l1=False)
     length = objective.sequence_length
     split = FLAGS.frames * 3 // 4
-    train = jnp.asarray(subsequences(observations[:split], episodes[:split], length))
-    held_out = jnp.asarray(subsequences(observations[split:], episodes[split:], max(length, 2)))
+    train, train_actions = map(jnp.asarray, subsequences(observations[:split], episodes[:split],
+                                                         actions[:split], length))
+    held_out = jnp.asarray(subsequences(observations[split:], episodes[split:], actions[split:],
+                                        max(length, 2))[0])
     key = jax.random.PRNGKey(FLAGS.seed)
     params = psrl.init_params(key, objective, observations.shape[1:])
     optimizer = optax.adam(FLAGS.learning_rate)
@@ -98,9 +115,7 @@ def run(config, suite: str, name: str) -> dict:
         k_batch, k_aug = jax.random.split(k)
         index = jax.random.randint(k_batch, (FLAGS.batch_size,), 0, train.shape[0])
         observation = train[index]
-        batch = psrl.PSRLBatch(observation, jnp.zeros(observation.shape[:2], jnp.int32)[:, 1:]
-                               if env.num_actions is not None else
-                               jnp.zeros(observation.shape[:2] + (env.action_dim,))[:, 1:],
+        batch = psrl.PSRLBatch(observation, train_actions[index],
                                jnp.ones(observation.shape[:2], bool))
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, k_aug)
         updates, s = optimizer.update(grads, s, p)
@@ -122,13 +137,14 @@ def run(config, suite: str, name: str) -> dict:
             start = time.time()
     drop_step = lambda row: {k: v for k, v in row.items() if k != 'step'}
     return {'suite': suite, 'env': name, 'steps': FLAGS.steps, 'frames': FLAGS.frames,
-            'loss_c_first': losses[0] if losses else None,
-            'loss_c_last': float(np.mean(losses[-20:])) if losses else None,
+            'objective_trained': FLAGS.objective,
+            'loss_first': losses[0] if losses else None,
+            'loss_last': float(np.mean(losses[-20:])) if losses else None,
             'before': drop_step(curve[0]), 'after': drop_step(curve[-1]),
             'curve': curve if FLAGS.check_every else None, 'train_seconds': round(seconds, 1),
             'objective': {k: v for k, v in dataclasses.asdict(objective).items()
                           if not isinstance(v, tuple)} | {'augmentation': objective.augmentation},
-            'device': training.device_name(), 'commit': launch.git_commit(),
+            'device': training.device_name(), 'commit': repository.git_commit(),
             'date': datetime.date.today().isoformat()}
 
 

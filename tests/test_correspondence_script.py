@@ -1,7 +1,8 @@
 """experiments.correspondence, the script behind C's ground-truth tables (WORKSPACE_NOTES.md, "C
 against ground truth"): on MinAtar breakout's real frames, L_c alone must teach C to warp the next
 frame better than it did untrained, and the reported before/after/curve must be the checks of the
-params at those steps; bad flags are one error line."""
+params at those steps; --objective=full trains PSRL's whole objective on the played actions; bad
+flags are one error line."""
 import json
 import os
 import subprocess
@@ -34,7 +35,39 @@ def test_l_c_teaches_c_to_warp_breakout_frames(tmp_path):
     assert after['c_warp_gain'] < 0.5
     # the ball: C's flow at its new cell points back to its old one better than zero flow does
     assert after['c_object_epe'] < 0.5 * after['c_object_epe_zero']
-    assert printed['loss_c_last'] < printed['loss_c_first']
+    assert printed['objective_trained'] == 'lc' and not printed['objective']['cat']
+    assert printed['loss_last'] < printed['loss_first']
+
+
+def test_full_objective_trains_cat_aat_and_l_c_on_the_played_actions(tmp_path):
+    lc = json.loads(correspondence('--steps=20').stdout.strip().splitlines()[-1])
+    result = correspondence('--steps=20', '--objective=full')
+    assert result.returncode == 0, result.stderr[-2000:]
+    full = json.loads(result.stdout.strip().splitlines()[-1])
+    assert full['objective_trained'] == 'full'
+    assert full['objective']['cat'] and full['objective']['aat'] and full['objective']['l1']
+    # the same frames, initialisation and augmentation: only the objective differs
+    assert full['before'] == lc['before']
+    assert abs(full['loss_first'] - lc['loss_first']) > 1e-3
+    assert full['loss_last'] < full['loss_first']
+    assert all(abs(v) < float('inf') for v in full['after'].values())
+
+
+def test_subsequences_stay_inside_episodes_with_the_actions_between_their_frames():
+    # frames 0..6 hold their own index; episodes [0, 0, 0, 1, 1, 1, 1]; action i is 10 + i
+    script = '''
+import numpy as np
+from experiments import correspondence
+frames = np.arange(7).reshape(7, 1, 1, 1)
+observations, actions = correspondence.subsequences(
+    frames, np.array([0, 0, 0, 1, 1, 1, 1]), 10 + np.arange(7), 3)
+print(observations.reshape(len(observations), 3).tolist(), actions.tolist())
+'''
+    result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split('\n')[0] == ('[[0, 1, 2], [3, 4, 5], [4, 5, 6]] '
+                                            '[[10, 11], [13, 14], [14, 15]]')
 
 
 def test_bad_flags_are_one_error_line():
