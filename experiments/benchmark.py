@@ -429,8 +429,9 @@ def run(settings: Dict) -> Dict:
         'load_average_1min': {'start': load_start, 'end': _load()},
         'wall_seconds': round(time.time() - started, 1),
     }
-    return {**summary, 'commit': repository.git_commit(), 'dirty': repository.git_dirty(), 'flags': settings,
-            'jax_version': jax.__version__, 'timestamp': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+    return {**summary, 'commit': repository.git_commit(), 'dirty': repository.git_dirty(),
+            'flags': settings, 'jax_version': jax.__version__,
+            'timestamp': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
             'step_ms_samples': {p: r['samples_ms'] for p, r in steps.items()},
             'dmc_step_ms_samples': {p: r['samples_ms'] for p, r in dmc_steps.items()},
             'details': details}

@@ -9,8 +9,9 @@ with CAT, AAT and the L1 terms off: the external maps over the horizon and the i
 frames augmented as the agent augments them) or on PSRL's whole self-supervised objective as the
 config sets it (--objective=full: L_sim through CAT and AAT, the L1 terms and lambda_c L_c on the
 played actions, the online network as its own target, no RL loss; so CAT's gradient into C,
-`cat_flow_gradients`, and `lambda_c` can be compared), and reports C's checks (diagnostics.correspondence_checks: c_shift_epe,
-c_shift_epe_zero, c_warp_gain; c_object_epe on MinAtar) on held-out frames of the same episode
+`cat_flow_gradients`, and `lambda_c` can be compared), and reports C's checks
+(diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
+MinAtar) on held-out frames of the same episode
 before and after training (--check_every: also along the way). The last line is one JSON object;
 --out also saves it.
 """
@@ -40,8 +41,9 @@ flags.DEFINE_string('env', 'cheetah-run', 'Game or task of the suite.')
 flags.DEFINE_integer('frames', 96, 'Consecutive frames played (the last quarter is held out).')
 flags.DEFINE_integer('warmup', 30, 'Random steps before the frames are taken.')
 flags.DEFINE_integer('steps', 300, 'Adam steps on the objective.')
-flags.DEFINE_enum('objective', 'lc', ['lc', 'full'], "What is trained: 'lc', the agent's L_c alone; "
-                  "'full', PSRL's whole self-supervised objective as the config sets it.")
+flags.DEFINE_enum('objective', 'lc', ['lc', 'full'],
+                  "What is trained: 'lc', the agent's L_c alone; 'full', PSRL's whole "
+                  "self-supervised objective as the config sets it.")
 flags.DEFINE_integer('check_every', 0, 'Also run the checks every this many steps (0: only before '
                      'and after training); the result\'s "curve" lists them with their step.')
 flags.DEFINE_integer('batch_size', 8, 'Subsequences per step.')

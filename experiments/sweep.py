@@ -327,9 +327,9 @@ class Sweep:
             log.write(f'# {stamp} {assignments}{shlex.join(run.command)}\n')
             log.flush()
             run.started = time.time()
-            run.process = subprocess.Popen(run.command, cwd=repository.ROOT, env=dict(os.environ, **extra),
-                                           stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+            run.process = subprocess.Popen(run.command, cwd=repository.ROOT,
+                                           env=dict(os.environ, **extra), stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
             if cores:
                 # Set from here, not in a preexec_fn (unsafe in a process with threads, as this
                 # one has JAX's): the child's interpreter starts single-threaded and XLA makes

@@ -28,9 +28,9 @@ def displacements_inside(height: int, width: int, max_displacement: int) -> np.n
 
 
 # Maps up to this many positions take correlation_volume's one full product: the per-row products
-# are [W, C] x [C, W] matrices too small to run fast. Forward and backward on this CPU, gathered full
-# product against per-row products: MinAtar's 10x10 (16 channels, r = 2) 2.7x faster, Atari's 7x7
-# (64, r = 3) 1.4x, 14x14 (32, r = 2) 1.4x, DMControl's 18x18 (32, r = 2) 1.15x slower.
+# are [W, C] x [C, W] matrices too small to run fast. Forward and backward on this CPU, gathered
+# full product against per-row products: MinAtar's 10x10 (16 channels, r = 2) 2.7x faster,
+# Atari's 7x7 (64, r = 3) 1.4x, 14x14 (32, r = 2) 1.4x, DMControl's 18x18 (32, r = 2) 1.15x slower.
 FULL_PRODUCT_POSITIONS = 196
 
 
