@@ -552,10 +552,10 @@ def correspondence_section(runs, out: str) -> tuple[str, list[str]]:
     text = '\n\n'.join([
         '## C against ground truth',
         "C's checks (psrl_jax.diagnostics) at the end of the runs: each seed's mean over its last "
-        f'{tables.CHECK_WINDOW} logged values, averaged over seeds. Errors are in pixels (MinAtar: cells), zero flow\'s '
-        'in brackets; c_warp_gain is the photometric error of C\'s flow over zero flow\'s on '
-        'consecutive frames. C finds correspondences where its errors lie below zero flow\'s and '
-        'c_warp_gain below 1.',
+        f'{tables.CHECK_WINDOW} logged values, averaged over seeds. Errors are in pixels (MinAtar: '
+        'cells), zero flow\'s in brackets; c_warp_gain is the photometric error of C\'s flow over '
+        'zero flow\'s on consecutive frames. C finds correspondences where its errors lie below '
+        'zero flow\'s and c_warp_gain below 1.',
         markdown_table(['Suite', 'Env', 'Algorithm', 'Seeds', 'Step', 'c_shift_epe (zero flow)',
                         'c_object_epe (zero flow)', 'c_warp_gain'], table),
         '![c_checks.png](c_checks.png)'])

@@ -54,11 +54,10 @@ def correlation_volume(z_a: jnp.ndarray, z_b: jnp.ndarray, max_displacement: int
     batch, height, width, channels = z_a.shape
     if height * width <= FULL_PRODUCT_POSITIONS:
         dy, dx = np.divmod(np.arange((2 * r + 1) ** 2), 2 * r + 1)
-        y, x = np.divmod(np.arange(height * width), width)
-        ty, tx = y[:, None] + dy - r, x[:, None] + dx - r                            # [HW, K]
-        inside = (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width)
-        index = (np.arange(height * width)[:, None] * height * width
-                 + np.where(inside, ty * width + tx, 0)).reshape(-1)
+        offset = (dy - r) * width + (dx - r)          # position p + d is p + offset, row-major
+        inside = displacements_inside(height, width, r).reshape(height * width, -1)  # [HW, K]
+        p = np.arange(height * width)[:, None]
+        index = (p * height * width + np.where(inside, p + offset, 0)).reshape(-1)
         flat = lambda z: z.reshape(batch, height * width, channels)
         products = jnp.einsum('bpc,bqc->bpq', flat(z_a), flat(z_b))                # [B, HW, HW]
         volume = jnp.where(inside.reshape(-1), jnp.take(products.reshape(batch, -1), index, axis=1),
