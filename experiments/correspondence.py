@@ -11,9 +11,9 @@ config sets it (--objective=full: L_sim through CAT and AAT, the L1 terms and la
 played actions, the online network as its own target, no RL loss; so CAT's gradient into C,
 `cat_flow_gradients`, and `lambda_c` can be compared), and reports C's checks
 (diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
-MinAtar) on held-out frames of the same episode
-before and after training (--check_every: also along the way). The last line is one JSON object;
---out also saves it.
+MinAtar; with --objective=full also L_sim's y_shift_cos, diagnostics.similarity_checks) on held-out
+frames of the same episode before and after training (--check_every: also along the way). The last
+line is one JSON object; --out also saves it.
 """
 import dataclasses
 import datetime
@@ -124,8 +124,11 @@ def run(config, suite: str, name: str) -> dict:
         return optax.apply_updates(p, updates), s, loss
 
     same_episode = jnp.ones(held_out.shape[:2], bool)
+    object_channel = getattr(env, 'object_channel', None)
+    similarity = objective.cat or objective.aat    # --objective=full: L_sim's y_shift_cos too
     checks = jax.jit(lambda p, k: diagnostics.correspondence_checks(
-        p, held_out, same_episode, k, objective, getattr(env, 'object_channel', None)))
+        p, held_out, same_episode, k, objective, object_channel) | (
+            diagnostics.similarity_checks(p, held_out, k, objective) if similarity else {}))
     check_key = jax.random.PRNGKey(FLAGS.seed + 1)
     measure = lambda p, steps: {'step': steps} | {k: float(v) for k, v in checks(p, check_key).items()}
     curve = [measure(params, 0)]

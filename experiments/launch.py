@@ -137,7 +137,8 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
     """Binds an agent module's pure functions (rainbow or sac) to its config and the replay.
 
     The replay holds subsequences of the objective's length; the importance-sampling exponent is
-    annealed over the run; objectives with C log its ground-truth checks (psrl_jax.diagnostics).
+    annealed over the run; objectives with C log its ground-truth checks, those with CAT or AAT
+    L_sim's y_shift_cos (psrl_jax.diagnostics).
     """
     objective_config = agent_config.psrl
     steps = loop.agent_steps(loop.total_steps)
@@ -161,14 +162,23 @@ def assemble_agent(config, module, agent_config, env, loop: training.LoopConfig)
         updates_per_step=config.updates_per_step,
         priority_weight=lambda step: start + (end - start) * min(max(step / steps, 0.0), 1.0),
         update_period=config.update_period, seed_loop=config.seed_loop,
-        diagnose=(functools.partial(_correspondence_checks, config=objective_config,
+        diagnose=(functools.partial(_diagnose, config=objective_config,
                                     object_channel=getattr(env, 'object_channel', None))
-                  if objective_config.uses_flows else None))
+                  if objective_config.enabled else None))
 
 
-def _correspondence_checks(state, batch, key, config, object_channel):
-    return diagnostics.correspondence_checks(state.params, batch.observation, batch.same_episode,
-                                             key, config, object_channel)
+def _diagnose(state, batch, key, config, object_channel):
+    """C's ground-truth checks where the objective has C, and L_sim's y_shift_cos where it has
+    CAT or AAT (psrl_jax.diagnostics)."""
+    key_c, key_sim = jax.random.split(key)
+    checks = {}
+    if config.uses_flows:
+        checks.update(diagnostics.correspondence_checks(
+            state.params, batch.observation, batch.same_episode, key_c, config, object_channel))
+    if config.cat or config.aat:
+        checks.update(diagnostics.similarity_checks(state.params, batch.observation, key_sim,
+                                                    config))
+    return checks
 
 
 def make_eval_env(suite: str, name: str, num_envs: int, seed: int):

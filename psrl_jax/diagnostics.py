@@ -14,6 +14,12 @@ C works"):
   external flow at the object's new cell against its true move back to its old cell;
   c_object_epe_zero is zero flow's (the length of the move).
 Features are the online encoder's for both inputs.
+
+One check of L_sim's representations, logged by every run with CAT or AAT:
+- y_shift_cos: the cosine between the projected representations y = phi(psi(conv1x1(E(o))))
+  (psrl_objective's y^q) of two copies of o_k shifted by their own draws of the config's shift,
+  over the samples whose draws differ. 1: y ignores the augmentation's shift; near 0: y is mostly
+  the shift (CAT under one shift per frame on MinAtar; WORKSPACE_NOTES.md, "MinAtar").
 """
 from typing import Dict, Optional
 
@@ -103,3 +109,29 @@ def object_flow_errors(objects: jnp.ndarray, flow: jnp.ndarray,
     mean = lambda e: jnp.where(count > 0, jnp.sum(weight * e) / jnp.maximum(count, 1.0), jnp.nan)
     return {'c_object_epe': mean(jnp.linalg.norm(found - true, axis=-1)),
             'c_object_epe_zero': mean(jnp.linalg.norm(true, axis=-1))}
+
+
+def similarity_checks(params, observations: jnp.ndarray, key: chex.PRNGKey,
+                      config: psrl.PSRLConfig) -> Dict[str, jnp.ndarray]:
+    """y_shift_cos (a scalar; NaN when no sample's two draws differ) with the online `params`.
+
+    observations: uint8 [B, T >= 1, H, W, stack*c] replay samples (o_k = observations[:, 0]).
+    """
+    chex.assert_rank(observations, 5)
+    images = transforms.augment(key, observations[:, 0], ())       # float [B, H, W, C]
+    pad, mode = shift_setting(config)
+    key_a, key_b = jax.random.split(key)
+    offsets = [jax.random.randint(k, (images.shape[0], 2), 0, 2 * pad + 1) for k in (key_a, key_b)]
+    m = psrl.make_modules(config)
+    apply = lambda name, x: getattr(m, name).apply(params[name], x)
+
+    def project(x):
+        z = psrl.encode(params, x[:, None], config)[:, 0]
+        return apply('predictor', apply('projection', apply('conv1x1', z)))
+
+    y_a, y_b = (project(transforms.shift(images, o, pad, mode)) for o in offsets)
+    differ = jnp.any(offsets[0] != offsets[1], axis=-1).astype(jnp.float32)
+    count = differ.sum()
+    cosine = -losses.cosine_similarity_loss(y_a, y_b)
+    return {'y_shift_cos': jnp.where(count > 0, jnp.sum(differ * cosine) / jnp.maximum(count, 1.0),
+                                     jnp.nan)}

@@ -184,10 +184,22 @@ class RunLogs:
 
 
 def _append_csv(path: str, row: Dict[str, float]) -> None:
-    exists = os.path.exists(path) and os.path.getsize(path) > 0
+    """Appends `row` under the file's header. A row with columns the header lacks (a run resumed by
+    code that logs more) first widens the header, the earlier rows left empty in the new columns
+    (read as NaN); a column the row lacks is left empty."""
+    header = []
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, newline='') as f:
+            header = next(csv.reader(f), [])
+    new = [name for name in row if name not in header]
+    if header and new:
+        with open(path, newline='') as f:
+            rows = list(csv.reader(f))[1:]
+        with _replacing(path) as f:
+            csv.writer(f).writerows([header + new] + [r + [''] * len(new) for r in rows])
     with open(path, 'a', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if not exists:
+        writer = csv.DictWriter(f, fieldnames=header + new, restval='')
+        if not header:
             writer.writeheader()
         writer.writerow(row)
 

@@ -136,3 +136,43 @@ def test_object_checks_join_the_others_on_a_real_breakout_stream():
     np.testing.assert_allclose(checks['c_object_epe_zero'], np.mean(np.hypot(*np.transpose(moves))),
                                rtol=1e-6)
     assert np.isfinite(checks['c_object_epe'])
+
+
+def test_y_shift_cos_is_one_for_shift_invariant_heads_and_the_mean_over_differing_draws():
+    """y_shift_cos: with psi's kernel the same at every cell (y sums the map over positions) and
+    every object 2 cells from the edge, a 1-cell shift only moves the map, so y is unchanged: 1.
+    With the initial, position-dependent psi it is the mean cosine of the two copies' y over the
+    samples whose draws differ, recomputed here from the re-drawn offsets."""
+    config = psrl.PSRLConfig(encoder='minatar', frame_channels=4, num_actions=6,
+                             augmentation=('grid_shift',), **SMALL)
+    rng = np.random.default_rng(5)
+    inner = (rng.uniform(size=(16, 1, 6, 6, 4)) < 0.2) * 255
+    observations = jnp.asarray(np.pad(inner, ((0, 0), (0, 0), (2, 2), (2, 2), (0, 0))), jnp.uint8)
+    params = psrl.init_params(jax.random.PRNGKey(0), config, observations.shape[2:])
+    key = jax.random.PRNGKey(7)
+    check = jax.jit(diagnostics.similarity_checks, static_argnames='config')
+
+    key_a, key_b = jax.random.split(key)
+    offsets = [jax.random.randint(k, (16, 2), 0, 3) for k in (key_a, key_b)]
+    differ = np.any(np.asarray(offsets[0]) != np.asarray(offsets[1]), axis=-1)
+    assert 0 < differ.sum() < 16
+    m = psrl.make_modules(config)
+    images = observations[:, 0].astype(jnp.float32) / 255.0
+
+    def y(p, o):
+        z = m.encoder.apply(p['encoder'], transforms.shift(images, o, 1, 'constant'))
+        z = m.conv1x1.apply(p['conv1x1'], z)
+        return np.asarray(m.predictor.apply(p['predictor'], m.projection.apply(p['projection'], z)),
+                          np.float64)
+
+    y_a, y_b = y(params, offsets[0]), y(params, offsets[1])
+    cosines = np.sum(y_a * y_b, -1) / (np.linalg.norm(y_a, axis=-1) * np.linalg.norm(y_b, axis=-1))
+    found = float(check(params, observations, key, config=config)['y_shift_cos'])
+    np.testing.assert_allclose(found, cosines[differ].mean(), rtol=1e-5)
+    assert found < 0.99
+
+    kernel = params['projection']['params']['Dense_0']['kernel']          # [10 * 10 * 16, D]
+    per_cell = kernel[:16]
+    params['projection']['params']['Dense_0']['kernel'] = jnp.tile(per_cell, (100, 1))
+    np.testing.assert_allclose(check(params, observations, key, config=config)['y_shift_cos'], 1.0,
+                               atol=1e-5)

@@ -53,10 +53,12 @@ def check_run(workdir, steps, algorithm, env, hns_expected):
     assert list(metrics[0])[:5] == ['step', 'fps', 'loss_rl', 'loss_sim', 'loss_c']
     learning = [r for r in metrics if float(r['loss_rl']) != 0.0]
     assert learning, 'no learner updates were logged'
-    assert {'c_shift_epe', 'c_shift_epe_zero', 'c_warp_gain'} <= set(metrics[0]) or algorithm != 'psrl'
+    assert ({'c_shift_epe', 'c_shift_epe_zero', 'c_warp_gain', 'y_shift_cos'} <= set(metrics[0])
+            or algorithm != 'psrl')
     for row in metrics:
         for key, value in row.items():
-            if key.startswith('c_') and float(row['loss_rl']) == 0.0:   # C's checks start with learning
+            # The diagnostics (C's checks, L_sim's y_shift_cos) start with learning.
+            if (key.startswith('c_') or key == 'y_shift_cos') and float(row['loss_rl']) == 0.0:
                 assert math.isnan(float(value)), (key, value)
             elif key != 'train_return':
                 assert math.isfinite(float(value)), (key, value)

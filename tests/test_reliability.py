@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from psrl_jax import checkpoints, run_files, training
+from psrl_jax.evaluation import runs as evaluation_runs
 from psrl_jax.envs.atari import make_atari
 from run_dirs import snapshot
 from test_seeds import AGENT
@@ -100,6 +101,28 @@ def test_sigkill_then_resume_gives_the_uninterrupted_state_and_rows(uninterrupte
     ours, theirs = saved_carry(workdir, 120), saved_carry(uninterrupted, 120)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_resume_that_logs_a_new_column_keeps_every_row(tmp_path):
+    """Code that logs more (a new check) resuming a run: the header widens, earlier rows read NaN
+    in the new column, and the next resume keeps every row (rows under a shorter header used to
+    count as cut short and be dropped)."""
+    seed_dir = str(tmp_path / 'seed_0')
+    logs = run_files.RunLogs([seed_dir], 0)
+    for step, a in ((10, 1.0), (20, 2.0)):
+        logs.write('metrics.csv', step, [{'a': a, 'b': -a}])
+    logs.close()
+    logs = run_files.RunLogs([seed_dir], 20)
+    logs.write('metrics.csv', 30, [{'a': 3.0, 'b': -3.0, 'c': 7.0}])
+    logs.write('metrics.csv', 40, [{'a': 4.0, 'c': 8.0}])
+    logs.close()
+    run_files.RunLogs([seed_dir], 40).close()
+    curve = evaluation_runs._read_curve(os.path.join(seed_dir, 'metrics.csv'))
+    assert list(curve) == ['step', 'a', 'b', 'c']
+    np.testing.assert_array_equal(curve['step'], [10, 20, 30, 40])
+    np.testing.assert_array_equal(curve['a'], [1, 2, 3, 4])
+    np.testing.assert_array_equal(curve['b'], [-1, -2, -3, np.nan])
+    np.testing.assert_array_equal(curve['c'], [np.nan, np.nan, 7, 8])
 
 
 def test_sigterm_checkpoints_the_current_step_and_exits(tmp_path):
