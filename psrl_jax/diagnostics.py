@@ -37,6 +37,16 @@ def shift_setting(config: psrl.PSRLConfig):
     return 4, 'edge'
 
 
+def shifted_copies(key: chex.PRNGKey, images: jnp.ndarray, config: psrl.PSRLConfig):
+    """Two copies of images [B, H, W, C], each shifted by its own draw of the config's shift:
+    ((copy_a, copy_b), (offset_a, offset_b)), offsets int [B, 2] (dy, dx) in [0, 2 pad]."""
+    pad, mode = shift_setting(config)
+    key_a, key_b = jax.random.split(key)
+    offsets = tuple(jax.random.randint(k, (images.shape[0], 2), 0, 2 * pad + 1)
+                    for k in (key_a, key_b))
+    return tuple(transforms.shift(images, o, pad, mode) for o in offsets), offsets
+
+
 def _flow_to_image(params, z_a, z_b, height: int, width: int, config: psrl.PSRLConfig):
     flow = psrl.make_modules(config).correspondence.apply(params['correspondence'], z_a, z_b)
     return transforms.upsample_flow(flow, height, width)
@@ -52,15 +62,13 @@ def correspondence_checks(params, observations: jnp.ndarray, same_episode: jnp.n
     """
     chex.assert_rank(observations, 5)
     images = transforms.augment(key, observations[:, :2], ())     # float [B, 2, H, W, C]
-    batch, _, height, width, _ = images.shape
+    height, width = images.shape[2:4]
     encode = lambda x: psrl.encode(params, x[:, None], config, config.early_map)[:, 0]
 
     # Two shifted copies of o_k: copy(p) = o_k(p + offset - pad), so copy_a(p) = copy_b(p + t)
     # with t = offset_a - offset_b, the flow c_{a->b} that C should find.
-    pad, mode = shift_setting(config)
-    key_a, key_b = jax.random.split(key)
-    offset_a, offset_b = (jax.random.randint(k, (batch, 2), 0, 2 * pad + 1) for k in (key_a, key_b))
-    copy_a, copy_b = (transforms.shift(images[:, 0], o, pad, mode) for o in (offset_a, offset_b))
+    pad, _ = shift_setting(config)
+    (copy_a, copy_b), (offset_a, offset_b) = shifted_copies(key, images[:, 0], config)
     flow = _flow_to_image(params, encode(copy_a), encode(copy_b), height, width, config)
     true = (offset_a - offset_b)[:, ::-1].astype(jnp.float32)      # (dx, dy) [B, 2]
     rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing='ij')
@@ -119,9 +127,7 @@ def similarity_checks(params, observations: jnp.ndarray, key: chex.PRNGKey,
     """
     chex.assert_rank(observations, 5)
     images = transforms.augment(key, observations[:, 0], ())       # float [B, H, W, C]
-    pad, mode = shift_setting(config)
-    key_a, key_b = jax.random.split(key)
-    offsets = [jax.random.randint(k, (images.shape[0], 2), 0, 2 * pad + 1) for k in (key_a, key_b)]
+    copies, offsets = shifted_copies(key, images, config)
     m = psrl.make_modules(config)
     apply = lambda name, x: getattr(m, name).apply(params[name], x)
 
@@ -129,7 +135,7 @@ def similarity_checks(params, observations: jnp.ndarray, key: chex.PRNGKey,
         z = psrl.encode(params, x[:, None], config)[:, 0]
         return apply('predictor', apply('projection', apply('conv1x1', z)))
 
-    y_a, y_b = (project(transforms.shift(images, o, pad, mode)) for o in offsets)
+    y_a, y_b = map(project, copies)
     differ = jnp.any(offsets[0] != offsets[1], axis=-1).astype(jnp.float32)
     count = differ.sum()
     cosine = -losses.cosine_similarity_loss(y_a, y_b)

@@ -18,14 +18,10 @@ import numpy as np
 
 from experiments import cost, launch, repository
 from experiments.configs import minatar as minatar_configs
-from psrl_jax import psrl, training, transforms
+from psrl_jax import losses, psrl, training, transforms
 from psrl_jax.envs.minatar import make_minatar
 
 RUNS = ('psrl', 'no_lc', 'cfg_off', 'lsim1', 'no_l1', 'aug_seq', 'no_cat', 'aat1')
-
-
-def cosine(a, b):
-    return jnp.sum(a * b, -1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1))
 
 
 def probe(run_dir: str, observations: jnp.ndarray) -> dict:
@@ -48,6 +44,7 @@ def probe(run_dir: str, observations: jnp.ndarray) -> dict:
     b = transforms.augment(key_b, observations, ('grid_shift',))
     differ = ~jnp.all(a == b, axis=(1, 2, 3))
     clean = project(transforms.augment(key_a, observations, ()))
+    cosine = lambda u, v: -losses.cosine_similarity_loss(u, v)
     return {'cos_y_two_shifts': round(float(cosine(project(a), project(b))[differ].mean()), 3),
             'cos_y_next_frame': round(float(cosine(clean[:-1], clean[1:]).mean()), 3),
             'pairs': int(differ.sum())}
