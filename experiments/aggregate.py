@@ -8,7 +8,8 @@ Finds every summary.json (finished runs) at or below the folders matched by --ru
 the flag or separate globs by commas), or with --at_step=S every eval.csv, and reads each run at
 its final evaluation, or at its evaluation at step S (finished runs and runs still training alike;
 those that have not evaluated at S are skipped with a warning), groups runs by algorithm and
-suite, and writes to --out:
+suite (a run whose config.json differs from its preset's is named for the difference, e.g. 'psrl
+lambda_sim=1', and grouped apart from the preset), and writes to --out:
   report.md                    everything below in one page, with the figures;
   atari_per_game.{md,csv}      our mean and sd over seeds per game beside the paper's PSRL, SPR,
                                DrQ, and human-normalized scores (HNS);
@@ -36,6 +37,7 @@ figures and files are made here.
 
 import csv
 import functools
+import importlib
 import json
 import math
 import os
@@ -341,6 +343,16 @@ def curve_figures(runs, out: str, suite: str, reference: Mapping[str, float] | N
 # The report.
 
 
+@functools.lru_cache(maxsize=None)
+def preset_config(suite: str, preset: str) -> dict | None:
+    """The config of a suite's preset as its launcher writes it to config.json (None: no such
+    preset), against which a run's switches are named."""
+    module = importlib.import_module(f'experiments.configs.{suite}')
+    if preset not in module.PRESETS:
+        return None
+    return json.loads(module.get_config(preset).to_json())
+
+
 def collect_runs(values: Sequence[str], at_step: int = 0
                  ) -> tuple[list[run_folders.RunResult], list[str]]:
     """Loads the runs under the --runs globs at their final evaluation (`at_step` 0) or at their
@@ -354,7 +366,7 @@ def collect_runs(values: Sequence[str], at_step: int = 0
     if not paths:
         raise UsageError(f'no runs matched --runs {",".join(patterns)}: '
                          f'no {name} at or below the matched paths')
-    runs, load_warnings = run_folders.load_runs(paths, at_step or None)
+    runs, load_warnings = run_folders.load_runs(paths, at_step or None, preset_config)
     warnings += load_warnings
     if not runs:
         for line in warnings:

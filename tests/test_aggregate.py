@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the ro
     sys.path.insert(0, str(ROOT))
 
 from experiments import aggregate  # noqa: E402
+from psrl_jax.evaluation import runs as run_folders  # noqa: E402
 
 # (folder under runs/, algorithm, env, seed, total_steps, final eval return)
 RUNS = [
@@ -309,14 +310,15 @@ def test_minatar_table_ci_baselines_and_verdicts(tmp_path):
     assert (out / 'minatar_learning_curves.png').stat().st_size > 0
 
 
-def _launcher_run(run, algorithm, env, seed, evals, num_seeds=None, checks=False):
+def _launcher_run(run, algorithm, env, seed, evals, num_seeds=None, checks=False, config=None):
     """A launcher's run folder: config.json, and eval.csv/metrics.csv rows (step -> return) in it
     or, with num_seeds, in seed_<k>/ (evals: one dict per seed); no summary.json. `checks`: the
-    metrics hold C's checks (c_shift_epe = step / 10,000, its zero flow's 1.5, c_warp_gain 0.4)."""
+    metrics hold C's checks (c_shift_epe = step / 10,000, its zero flow's 1.5, c_warp_gain 0.4).
+    `config`: the run's config (default: only its algorithm)."""
     run.mkdir(parents=True)
     (run / 'config.json').write_text(json.dumps(
         {'flags': {'env': env, 'seed': seed, 'num_seeds': num_seeds or 1},
-         'config': {'algorithm': algorithm}}))
+         'config': config or {'algorithm': algorithm}}))
     folders = [run / f'seed_{k}' for k in range(num_seeds)] if num_seeds else [run]
     for folder, rows in zip(folders, evals):
         folder.mkdir(exist_ok=True)
@@ -387,3 +389,27 @@ def test_cli_at_step_errors(tmp_path):
         assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
         assert message in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'r').exists()
+
+
+def test_switches_names_what_differs_from_the_preset():
+    config = {'a': 1, 'b': {'c': 'x', 'd': [1, 2], 'e': True, 'f': 0.5}, 'only_run': 3}
+    preset = {'a': 1.0, 'b': {'c': 'y', 'd': [1, 3], 'e': False, 'f': 0.5}, 'only_preset': 4}
+    assert run_folders.switches(config, preset) == ['b.c=x', 'b.d=1,2', 'b.e=True']
+    assert run_folders.switches(preset, preset) == []
+
+
+def test_runs_with_a_switch_are_grouped_apart_from_their_preset(tmp_path):
+    from experiments.configs import minatar  # pylint: disable=import-outside-toplevel
+    runs = tmp_path / 'runs'
+    preset = json.loads(minatar.get_config('psrl').to_json())
+    switched = json.loads(minatar.get_config('psrl').to_json())
+    switched['psrl']['lambda_sim'] = 1.0
+    switched['agent']['augmentation'] = ['grid_shift', 'intensity']
+    del switched['psrl']['horizon']   # a setting the run predates is not a switch
+    _launcher_run(runs / 'psrl', 'psrl', 'breakout', 0, [{10000: 2.0}], config=preset)
+    _launcher_run(runs / 'switched', 'psrl', 'breakout', 0, [{10000: 4.0}], num_seeds=1,
+                  config=switched)
+    loaded, warnings = aggregate.collect_runs([str(runs / '*')], at_step=10000)
+    assert sorted((r.algorithm, r.eval_return_mean) for r in loaded) == [
+        ('psrl', 2.0), ('psrl agent.augmentation=grid_shift,intensity psrl.lambda_sim=1', 4.0)]
+    assert warnings == []   # the same seed twice, but not of the same algorithm

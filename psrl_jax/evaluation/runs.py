@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -150,7 +150,7 @@ def load_run(summary_path: str) -> RunResult:
         train_curve=_read_curve(os.path.join(run_dir, 'metrics.csv')))
 
 
-def _run_config(run_dir: str) -> tuple[dict, int]:
+def run_config(run_dir: str) -> tuple[dict, int]:
     """The launcher's config.json of a seed's folder (in it, or in the run directory above a
     `seed_<k>` folder) and the seed's index k in the run (0 for a one-seed run)."""
     match = _SEED_DIR.match(os.path.basename(run_dir))
@@ -176,7 +176,7 @@ def load_run_at_step(eval_path: str, step: int) -> RunResult:
         evaluation at `step` (the message names the last step evaluated).
     """
     run_dir = os.path.dirname(eval_path)
-    record, index = _run_config(run_dir)
+    record, index = run_config(run_dir)
     try:
         algorithm, env = record['config']['algorithm'], record['flags']['env']
         seed = int(record['flags']['seed']) + index
@@ -206,9 +206,54 @@ def load_run_at_step(eval_path: str, step: int) -> RunResult:
         eval_curve=cut(evals), train_curve=cut(_read_curve(os.path.join(run_dir, 'metrics.csv'))))
 
 
-def load_runs(paths: Sequence[str], step: int | None = None) -> tuple[list[RunResult], list[str]]:
+def switches(config: Mapping[str, Any], preset: Mapping[str, Any], prefix: str = '') -> list[str]:
+    """The settings of a run's config that differ from its preset's, as sorted 'key=value' strings
+    (dotted keys for nested settings, values as JSON writes them). A setting only one of the two
+    holds is left out: the run started before it existed, or after it was removed."""
+    found = []
+    for key in sorted(set(config) & set(preset)):
+        mine, theirs = config[key], preset[key]
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+            found += switches(mine, theirs, f'{prefix}{key}.')
+        elif json.dumps(mine) != json.dumps(theirs) and not (
+                _is_number(mine) and _is_number(theirs) and float(mine) == float(theirs)):
+            found.append(f'{prefix}{key}={_setting(mine)}')
+    return found
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _setting(value) -> str:
+    """A config value as a label writes it: 1.0 -> '1', [a, b] -> 'a,b'."""
+    if isinstance(value, list):
+        return ','.join(map(_setting, value))
+    return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+def label_switches(run: RunResult, presets: Callable[[str, str], Mapping | None]) -> None:
+    """Appends to run.algorithm the settings its config.json holds apart from its preset's
+    (presets(suite, algorithm): the preset's config as a JSON dict, or None), e.g. 'psrl
+    lambda_sim=1', so that a run with a switch is not counted as its preset. A run with no
+    readable config.json keeps its name."""
+    try:
+        config = run_config(run.path)[0].get('config')
+    except ValueError:
+        return
+    preset = presets(run.suite, run.algorithm)
+    if isinstance(config, Mapping) and preset is not None:
+        found = switches({k: v for k, v in config.items() if k != 'algorithm'}, preset)
+        if found:
+            run.algorithm = ' '.join([run.algorithm] + found)
+
+
+def load_runs(paths: Sequence[str], step: int | None = None,
+              presets: Callable[[str, str], Mapping | None] | None = None
+              ) -> tuple[list[RunResult], list[str]]:
     """Loads every run: from its summary.json (`step` None), else from its eval.csv at `step`;
-    a run that cannot be read is skipped with a warning naming its file.
+    a run that cannot be read is skipped with a warning naming its file. With `presets`, a run
+    whose config differs from its preset's is named for the difference (label_switches).
 
     Returns:
       (runs, warnings): one warning line per skipped file or doubtful group.
@@ -219,6 +264,9 @@ def load_runs(paths: Sequence[str], step: int | None = None) -> tuple[list[RunRe
             runs.append(load_run(path) if step is None else load_run_at_step(path, step))
         except ValueError as e:
             warnings.append(f'skipping {path}: {e}')
+            continue
+        if presets is not None:
+            label_switches(runs[-1], presets)
     seen: dict[tuple[str, str, int], str] = {}
     for run in runs:
         key = (run.algorithm, run.env, run.seed)
