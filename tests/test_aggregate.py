@@ -292,6 +292,7 @@ def test_minatar_table_ci_baselines_and_verdicts(tmp_path):
     for key, returns in MINATAR.items():
         row = rows[key]
         assert int(row['n_seeds']) == len(returns)
+        assert [float(x) for x in row['returns'].split()] == returns   # seed order
         assert float(row['mean']) == pytest.approx(np.mean(returns))
         # a percentile bootstrap CI of the mean lies inside the seeds' range, around the mean
         assert min(returns) <= float(row['ci_low']) <= float(row['mean']) <= float(row['ci_high'])

@@ -93,7 +93,7 @@ def dmc_per_task_rows(runs: Sequence[RunResult]) -> tuple[list[dict], list[str]]
 def minatar_per_game_rows(runs: Sequence[RunResult], baselines: Mapping[str, Mapping],
                           reps: int = 2000, seed: int = 0) -> tuple[list[dict], list[str]]:
     """Per (algorithm, MinAtar game): the mean final return over seeds with its 95% bootstrap CI
-    (rliable, seeds resampled), beside the uniformly random policy's and the best constant
+    (rliable, seeds resampled), each seed's return (in the order of `seeds`), beside the uniformly random policy's and the best constant
     action's returns (`baselines`: game -> experiments.baselines' JSON; games without one get None).
 
     Returns (rows, warnings): a warning for each group whose seeds ran different total_steps.
@@ -107,6 +107,7 @@ def minatar_per_game_rows(runs: Sequence[RunResult], baselines: Mapping[str, Map
         base = baselines.get(game) or {}
         rows.append({'algorithm': algorithm, 'game': game, 'n_seeds': len(members),
                      'seeds': ' '.join(str(r.seed) for r in members),
+                     'returns': ' '.join(f'{r.eval_return_mean:g}' for r in members),
                      'total_steps': steps_label(members), 'mean': mean, 'ci_low': low,
                      'ci_high': high, 'sd': mean_sd([r.eval_return_mean for r in members])[1],
                      'random': base.get('random'), 'best_constant': base.get('best_constant'),
