@@ -414,3 +414,8 @@ def test_runs_with_a_switch_are_grouped_apart_from_their_preset(tmp_path):
     assert sorted((r.algorithm, r.eval_return_mean) for r in loaded) == [
         ('psrl', 2.0), ('psrl agent.augmentation=grid_shift,intensity psrl.lambda_sim=1', 4.0)]
     assert warnings == []   # the same seed twice, but not of the same algorithm
+    # A switch every run has names none of them (a sweep run with the same override throughout).
+    loaded, warnings = aggregate.collect_runs([str(runs / 'switched')], at_step=10000)
+    assert [r.algorithm for r in loaded] == ['psrl']
+    assert warnings == ['every run differs from its preset in agent.augmentation=grid_shift,'
+                        'intensity psrl.lambda_sim=1 (left out of the names)']

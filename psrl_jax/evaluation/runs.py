@@ -232,20 +232,18 @@ def _setting(value) -> str:
     return f'{value:g}' if isinstance(value, float) else str(value)
 
 
-def label_switches(run: RunResult, presets: Callable[[str, str], Mapping | None]) -> None:
-    """Appends to run.algorithm the settings its config.json holds apart from its preset's
-    (presets(suite, algorithm): the preset's config as a JSON dict, or None), e.g. 'psrl
-    lambda_sim=1', so that a run with a switch is not counted as its preset. A run with no
-    readable config.json keeps its name."""
+def run_switches(run: RunResult, presets: Callable[[str, str], Mapping | None]) -> list[str] | None:
+    """The switches of a run (`switches` of its config.json against presets(suite, algorithm),
+    the preset's config as a JSON dict or None); None where there is no readable config.json
+    or no such preset."""
     try:
         config = run_config(run.path)[0].get('config')
     except ValueError:
-        return
+        return None
     preset = presets(run.suite, run.algorithm)
-    if isinstance(config, Mapping) and preset is not None:
-        found = switches({k: v for k, v in config.items() if k != 'algorithm'}, preset)
-        if found:
-            run.algorithm = ' '.join([run.algorithm] + found)
+    if not isinstance(config, Mapping) or preset is None:
+        return None
+    return switches({k: v for k, v in config.items() if k != 'algorithm'}, preset)
 
 
 def load_runs(paths: Sequence[str], step: int | None = None,
@@ -253,7 +251,9 @@ def load_runs(paths: Sequence[str], step: int | None = None,
               ) -> tuple[list[RunResult], list[str]]:
     """Loads every run: from its summary.json (`step` None), else from its eval.csv at `step`;
     a run that cannot be read is skipped with a warning naming its file. With `presets`, a run
-    whose config differs from its preset's is named for the difference (label_switches).
+    whose config differs from its preset's is named for the difference ('psrl psrl.lambda_sim=1',
+    run_switches), so that it is not counted as its preset; a switch that every run has (all
+    configs read) names none of them and gets one warning line instead.
 
     Returns:
       (runs, warnings): one warning line per skipped file or doubtful group.
@@ -264,9 +264,15 @@ def load_runs(paths: Sequence[str], step: int | None = None,
             runs.append(load_run(path) if step is None else load_run_at_step(path, step))
         except ValueError as e:
             warnings.append(f'skipping {path}: {e}')
-            continue
-        if presets is not None:
-            label_switches(runs[-1], presets)
+    if presets is not None:
+        found = [run_switches(run, presets) for run in runs]
+        shared = (set.intersection(*map(set, found))
+                  if found and all(f is not None for f in found) else set())
+        for run, own in zip(runs, found):
+            run.algorithm = ' '.join([run.algorithm] + [f for f in own or () if f not in shared])
+        if shared:
+            warnings.append(f'every run differs from its preset in {" ".join(sorted(shared))} '
+                            '(left out of the names)')
     seen: dict[tuple[str, str, int], str] = {}
     for run in runs:
         key = (run.algorithm, run.env, run.seed)
