@@ -404,7 +404,7 @@ def test_runs_with_a_switch_are_grouped_apart_from_their_preset(tmp_path):
     runs = tmp_path / 'runs'
     preset = json.loads(minatar.get_config('psrl').to_json())
     switched = json.loads(minatar.get_config('psrl').to_json())
-    switched['psrl']['lambda_sim'] = 1.0
+    switched['psrl']['lambda_sim'] = 3.0
     switched['agent']['augmentation'] = ['grid_shift', 'intensity']
     del switched['psrl']['horizon']   # a setting the run predates is not a switch
     _launcher_run(runs / 'psrl', 'psrl', 'breakout', 0, [{10000: 2.0}], config=preset)
@@ -412,10 +412,10 @@ def test_runs_with_a_switch_are_grouped_apart_from_their_preset(tmp_path):
                   config=switched)
     loaded, warnings = aggregate.collect_runs([str(runs / '*')], at_step=10000)
     assert sorted((r.algorithm, r.eval_return_mean) for r in loaded) == [
-        ('psrl', 2.0), ('psrl agent.augmentation=grid_shift,intensity psrl.lambda_sim=1', 4.0)]
+        ('psrl', 2.0), ('psrl agent.augmentation=grid_shift,intensity psrl.lambda_sim=3', 4.0)]
     assert warnings == []   # the same seed twice, but not of the same algorithm
     # A switch every run has names none of them (a sweep run with the same override throughout).
     loaded, warnings = aggregate.collect_runs([str(runs / 'switched')], at_step=10000)
     assert [r.algorithm for r in loaded] == ['psrl']
     assert warnings == ['every run differs from its preset in agent.augmentation=grid_shift,'
-                        'intensity psrl.lambda_sim=1 (left out of the names)']
+                        'intensity psrl.lambda_sim=3 (left out of the names)']
