@@ -9,7 +9,7 @@ the flag or separate globs by commas), or with --at_step=S every eval.csv, and r
 its final evaluation, or at its evaluation at step S (finished runs and runs still training alike;
 those that have not evaluated at S are skipped with a warning), groups runs by algorithm and
 suite (a run whose config.json differs from its preset's is named for the difference, e.g. 'psrl
-lambda_sim=1', and grouped apart from the preset), and writes to --out:
+psrl.lambda_c=0.1', and grouped apart from the preset), and writes to --out:
   report.md                    everything below in one page, with the figures;
   atari_per_game.{md,csv}      our mean and sd over seeds per game beside the paper's PSRL, SPR,
                                DrQ, and human-normalized scores (HNS);

@@ -208,7 +208,7 @@ def load_run_at_step(eval_path: str, step: int) -> RunResult:
 
 def switches(config: Mapping[str, Any], preset: Mapping[str, Any], prefix: str = '') -> list[str]:
     """The settings of a run's config that differ from its preset's, as sorted 'key=value' strings
-    (dotted keys for nested settings, values as JSON writes them). A setting only one of the two
+    (dotted keys for nested settings; 1.0 as '1', lists as 'a,b'). A setting only one of the two
     holds is left out: the run started before it existed, or after it was removed."""
     found = []
     for key in sorted(set(config) & set(preset)):
@@ -251,7 +251,7 @@ def load_runs(paths: Sequence[str], step: int | None = None,
               ) -> tuple[list[RunResult], list[str]]:
     """Loads every run: from its summary.json (`step` None), else from its eval.csv at `step`;
     a run that cannot be read is skipped with a warning naming its file. With `presets`, a run
-    whose config differs from its preset's is named for the difference ('psrl psrl.lambda_sim=1',
+    whose config differs from its preset's is named for the difference ('psrl psrl.lambda_c=0.1',
     run_switches), so that it is not counted as its preset; a switch that every run has (all
     configs read) names none of them and gets one warning line instead.
 

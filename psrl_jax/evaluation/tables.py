@@ -93,8 +93,9 @@ def dmc_per_task_rows(runs: Sequence[RunResult]) -> tuple[list[dict], list[str]]
 def minatar_per_game_rows(runs: Sequence[RunResult], baselines: Mapping[str, Mapping],
                           reps: int = 2000, seed: int = 0) -> tuple[list[dict], list[str]]:
     """Per (algorithm, MinAtar game): the mean final return over seeds with its 95% bootstrap CI
-    (rliable, seeds resampled), each seed's return (in the order of `seeds`), beside the uniformly random policy's and the best constant
-    action's returns (`baselines`: game -> experiments.baselines' JSON; games without one get None).
+    (rliable, seeds resampled), each seed's return (in the order of `seeds`), beside the uniformly
+    random policy's and the best constant action's returns (`baselines`: game ->
+    experiments.baselines' JSON; games without one get None).
 
     Returns (rows, warnings): a warning for each group whose seeds ran different total_steps.
     """
