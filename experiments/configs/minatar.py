@@ -13,7 +13,8 @@ no_cat, no_aat, no_internal, no_l1. Settings (WORKSPACE_NOTES.md, "MinAtar"):
   (random 0.62, best constant 0.46; WORKSPACE_NOTES.md, "MinAtar");
 - data-efficient as DER/SPR instead of its update every 4 steps and target every 1,000: one update
   per step, noisy nets (std 0.5) with epsilon decaying to 0.01 over the first 5,000 steps; the target
-  network an EMA of the online one (tau 0.01 per update).
+  network an EMA of the online one (tau 0.01 per update);
+- PSRL's lambda_sim 1 instead of SPR's 10 (measured on breakout; spr keeps 10).
 """
 import ml_collections
 
@@ -54,7 +55,13 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     # refinement convolutions are off: half of the update's FLOPs (0.66 of 1.26 GFLOP at batch 32)
     # for no measured gain in C's checks (breakout c_warp_gain 0.120 with, 0.116 without; freeway
     # 0.090 both; WORKSPACE_NOTES.md, "PSRL's cost").
-    config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset,
+    # L_sim at weight 1, not SPR's 10, for psrl and its ablations (spr keeps SPR's): at 10, with
+    # CAT's terms in L_sim, psrl's breakout return stalled (5 seeds at 30k: 4.53 [3.06, 5.85]); at
+    # 1 it scored 6.43 [5.48, 7.19] and C warped better (c_warp_gain 0.20 against 0.31;
+    # results/minatar/switches_30k/). Chosen on breakout alone. (rainbow has no L_sim: its value
+    # stays, so its runs' config.json stays that of its preset.)
+    lambda_sim = 10.0 if preset in ('spr', 'rainbow') else 1.0
+    config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset, lambda_sim=lambda_sim,
                                      max_displacement=2, displacement_penalty=1.0,
                                      correspondence_hidden=16, correspondence_refinement=False,
                                      transition_hidden=16, projection_dim=128)
