@@ -31,6 +31,7 @@ class RunResult:
 
     `eval_curve` and `train_curve` map the columns of eval.csv and metrics.csv to float arrays
     [rows] (empty dicts when the file is absent); a run read at a step holds them up to that step.
+    `config`: the launcher's resolved config from config.json (None where it could not be read).
     """
     path: str
     algorithm: str
@@ -43,6 +44,7 @@ class RunResult:
     eval_episodes: int
     eval_curve: dict[str, np.ndarray]
     train_curve: dict[str, np.ndarray]
+    config: dict | None = None
 
 
 def env_suite(env: str) -> str | None:
@@ -128,8 +130,7 @@ def load_run(summary_path: str) -> RunResult:
                 raise ValueError(f'missing key {key!r}')
             return default
         value = summary[key]
-        ok = (isinstance(value, str) and value if kind is str else
-              isinstance(value, (int, float)) and not isinstance(value, bool))
+        ok = isinstance(value, str) and value if kind is str else _is_number(value)
         if not ok:
             raise ValueError(f'bad value for {key!r}: {value!r}')
         return value
@@ -141,13 +142,18 @@ def load_run(summary_path: str) -> RunResult:
     if not math.isfinite(ret_mean):
         raise ValueError(f'eval_return_mean is not finite: {ret_mean!r}')
     run_dir = os.path.dirname(summary_path)
+    try:
+        config = run_config(run_dir)[0].get('config')
+    except (ValueError, AttributeError):
+        config = None
     return RunResult(
         path=run_dir, algorithm=algorithm, env=env, suite=suite, seed=int(seed),
         total_steps=int(total_steps), eval_return_mean=float(ret_mean),
         eval_return_std=float(get('eval_return_std', float, False, math.nan)),
         eval_episodes=int(get('eval_episodes', int, False, 0)),
         eval_curve=_read_curve(os.path.join(run_dir, 'eval.csv')),
-        train_curve=_read_curve(os.path.join(run_dir, 'metrics.csv')))
+        train_curve=_read_curve(os.path.join(run_dir, 'metrics.csv')),
+        config=config if isinstance(config, dict) else None)
 
 
 def run_config(run_dir: str) -> tuple[dict, int]:
@@ -203,7 +209,8 @@ def load_run_at_step(eval_path: str, step: int) -> RunResult:
         eval_return_mean=float(evals['return_mean'][row]),
         eval_return_std=float(evals['return_std'][row]) if 'return_std' in evals else math.nan,
         eval_episodes=int(evals['episodes'][row]) if 'episodes' in evals else 0,
-        eval_curve=cut(evals), train_curve=cut(_read_curve(os.path.join(run_dir, 'metrics.csv'))))
+        eval_curve=cut(evals), train_curve=cut(_read_curve(os.path.join(run_dir, 'metrics.csv'))),
+        config=record['config'] if isinstance(record['config'], dict) else None)
 
 
 def switches(config: Mapping[str, Any], preset: Mapping[str, Any], prefix: str = '') -> list[str]:
@@ -233,17 +240,12 @@ def _setting(value) -> str:
 
 
 def run_switches(run: RunResult, presets: Callable[[str, str], Mapping | None]) -> list[str] | None:
-    """The switches of a run (`switches` of its config.json against presets(suite, algorithm),
-    the preset's config as a JSON dict or None); None where there is no readable config.json
-    or no such preset."""
-    try:
-        config = run_config(run.path)[0].get('config')
-    except ValueError:
-        return None
+    """The switches of a run (`switches` of run.config against presets(suite, algorithm), the
+    preset's config as a JSON dict or None); None where the run has no config or no such preset."""
     preset = presets(run.suite, run.algorithm)
-    if not isinstance(config, Mapping) or preset is None:
+    if run.config is None or preset is None:
         return None
-    return switches({k: v for k, v in config.items() if k != 'algorithm'}, preset)
+    return switches({k: v for k, v in run.config.items() if k != 'algorithm'}, preset)
 
 
 def load_runs(paths: Sequence[str], step: int | None = None,
