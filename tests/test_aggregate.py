@@ -419,3 +419,19 @@ def test_runs_with_a_switch_are_grouped_apart_from_their_preset(tmp_path):
     assert [r.algorithm for r in loaded] == ['psrl']
     assert warnings == ['every run differs from its preset in agent.augmentation=grid_shift,'
                         'intensity psrl.lambda_sim=3 (left out of the names)']
+
+
+def test_settings_an_objective_never_reads_are_not_switches(tmp_path):
+    from experiments.configs import minatar  # pylint: disable=import-outside-toplevel
+    runs = tmp_path / 'runs'
+    old = json.loads(minatar.get_config('rainbow').to_json())
+    old['psrl']['lambda_sim'] = 10.0   # rainbow's value before 2026-12-02: it has no L_sim
+    with_aat = json.loads(minatar.get_config('rainbow').to_json())
+    with_aat['psrl']['aat'] = True
+    _launcher_run(runs / 'old', 'rainbow', 'breakout', 0, [{10000: 2.0}], num_seeds=1, config=old)
+    _launcher_run(runs / 'aat', 'rainbow', 'breakout', 0, [{10000: 4.0}], num_seeds=1,
+                  config=with_aat)
+    loaded, warnings = aggregate.collect_runs([str(runs / '*')], at_step=10000)
+    assert sorted((r.algorithm, r.eval_return_mean) for r in loaded) == [
+        ('rainbow', 2.0), ('rainbow psrl.aat=True', 4.0)]
+    assert warnings == []

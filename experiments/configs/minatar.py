@@ -58,9 +58,8 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     # L_sim at weight 1, not SPR's 10, for psrl and its ablations (spr keeps SPR's): at 10, with
     # CAT's terms in L_sim, psrl's breakout return stalled (5 seeds at 30k: 4.53 [3.06, 5.85]); at
     # 1 it scored 6.43 [5.48, 7.19] and C warped better (c_warp_gain 0.20 against 0.31;
-    # results/minatar/switches_30k/). Chosen on breakout alone. (rainbow has no L_sim: its value
-    # stays, so its runs' config.json stays that of its preset.)
-    lambda_sim = 10.0 if preset in ('spr', 'rainbow') else 1.0
+    # results/minatar/switches_30k/). Chosen on breakout alone.
+    lambda_sim = 10.0 if preset == 'spr' else 1.0
     config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset, lambda_sim=lambda_sim,
                                      max_displacement=2, displacement_penalty=1.0,
                                      correspondence_hidden=16, correspondence_refinement=False,

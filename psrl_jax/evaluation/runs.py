@@ -239,13 +239,28 @@ def _setting(value) -> str:
     return f'{value:g}' if isinstance(value, float) else str(value)
 
 
+# PSRLConfig's terms: with all three off (rainbow, drq) no other PSRL setting is read.
+_OBJECTIVE_TERMS = ('correspondence', 'cat', 'aat')
+
+
+def _read_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config without what its run never reads: the algorithm's name and, when its
+    objective has no term (PSRLConfig.enabled false), every PSRL setting but the terms' switches."""
+    read = {k: v for k, v in config.items() if k != 'algorithm'}
+    psrl = read.get('psrl')
+    if isinstance(psrl, Mapping) and not any(psrl.get(k, True) for k in _OBJECTIVE_TERMS):
+        read['psrl'] = {k: psrl[k] for k in _OBJECTIVE_TERMS}
+    return read
+
+
 def run_switches(run: RunResult, presets: Callable[[str, str], Mapping | None]) -> list[str] | None:
-    """The switches of a run (`switches` of run.config against presets(suite, algorithm), the
-    preset's config as a JSON dict or None); None where the run has no config or no such preset."""
+    """The switches of a run (`switches` of the settings it reads against those of presets(suite,
+    algorithm), the preset's config as a JSON dict or None); None where the run has no config or
+    no such preset."""
     preset = presets(run.suite, run.algorithm)
     if run.config is None or preset is None:
         return None
-    return switches({k: v for k, v in run.config.items() if k != 'algorithm'}, preset)
+    return switches(_read_settings(run.config), _read_settings(preset))
 
 
 def load_runs(paths: Sequence[str], step: int | None = None,
