@@ -22,6 +22,8 @@ import jax.numpy as jnp
 from psrl_jax import losses, networks, transforms
 
 Params = Any
+# The objective's terms: with all three off there is no objective (PSRLConfig.enabled is false).
+TERMS = ('correspondence', 'cat', 'aat')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,7 @@ class PSRLConfig:
     @property
     def enabled(self) -> bool:
         """Whether the objective has any term at all."""
-        return self.correspondence or self.cat or self.aat
+        return any(getattr(self, term) for term in TERMS)
 
     @property
     def early_map(self) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 
 from psrl_jax.envs.atari import ATARI_100K_GAMES
 from psrl_jax.envs.minatar import MINATAR_GAMES
+from psrl_jax.psrl import TERMS as psrl_terms
 
 _ATARI_NAME = re.compile(r'^[A-Z][A-Za-z0-9]*$')
 _DMC_NAME = re.compile(r'^[a-z][a-z0-9_]*-[a-z][a-z0-9_]*$')
@@ -239,17 +240,14 @@ def _setting(value) -> str:
     return f'{value:g}' if isinstance(value, float) else str(value)
 
 
-# PSRLConfig's terms: with all three off (rainbow, drq) no other PSRL setting is read.
-_OBJECTIVE_TERMS = ('correspondence', 'cat', 'aat')
-
-
 def _read_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's config without what its run never reads: the algorithm's name and, when its
-    objective has no term (PSRLConfig.enabled false), every PSRL setting but the terms' switches."""
+    objective has no term (PSRLConfig.enabled false: rainbow, drq), every PSRL setting but the
+    terms' switches."""
     read = {k: v for k, v in config.items() if k != 'algorithm'}
     psrl = read.get('psrl')
-    if isinstance(psrl, Mapping) and not any(psrl.get(k, True) for k in _OBJECTIVE_TERMS):
-        read['psrl'] = {k: psrl[k] for k in _OBJECTIVE_TERMS}
+    if isinstance(psrl, Mapping) and not any(psrl.get(k, True) for k in psrl_terms):
+        read['psrl'] = {k: psrl[k] for k in psrl_terms}
     return read
 
 
