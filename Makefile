@@ -48,7 +48,7 @@ check-accel: install
 	$(BIN)/python tools/check_accel.py $(ACCELS)
 
 test: install check-accel
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 run: install
 	$(BIN)/python -m experiments.train_minatar $(RUN_FLAGS)

@@ -145,12 +145,20 @@ def load_checkpoint(workdir: str, agent: Agent, num_seeds: int, observation_shap
     return carry, host
 
 
+def _seed_update(agent: Agent) -> Callable:
+    """agent.update of one seed, jitted: jit keeps its trace, so the learn step (vmapped or looped
+    over seeds) reuses the one that init_carry made for the metrics' shapes, instead of tracing the
+    update, the dearest part of the program, a second time."""
+    return jax.jit(agent.update)
+
+
 def _metric_shapes(agent: Agent, states, buffers) -> Dict[str, Any]:
     single = jax.tree.map(lambda x: x[0], (states, buffers))
 
     def one_update(state, buffer):
-        batch, indices, weights = replay.sample(buffer, agent.replay, jax.random.PRNGKey(0), 1.0)
-        return agent.update(state, batch, weights, jax.random.PRNGKey(0))[2]
+        batch, indices, weights = replay.sample(buffer, agent.replay, jax.random.PRNGKey(0),
+                                                np.float32(1.0))
+        return _seed_update(agent)(state, batch, weights, jax.random.PRNGKey(0))[2]
 
     return jax.eval_shape(one_update, *single)
 
@@ -189,7 +197,7 @@ def make_step_functions(agent: Agent):
         key, key_act = jax.random.split(key)
         return key, agent.act(state, observation[None], key_act, step)[0]
 
-    update = over_seeds(agent.update, agent.seed_loop)
+    update = over_seeds(_seed_update(agent), agent.seed_loop)
 
     def store(buffers, entry):
         return jax.vmap(lambda buffer, entry: replay.add(buffer, config, *entry))(buffers, entry)

@@ -38,7 +38,7 @@ def test_install_adds_the_accelerator_pins_and_removes_other_plugins(accel, requ
 def test_make_test_checks_the_accelerator_pins_before_the_suite():
     lines = make_dry_run('test').stdout.splitlines()
     check = lines.index('.venv/bin/python tools/check_accel.py cuda12 tpu')
-    assert lines.index('.venv/bin/python -m pytest -n auto --dist loadfile') > check
+    assert lines.index('.venv/bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder') > check
 
 
 def test_unknown_accelerator_stops_make():

@@ -1,5 +1,6 @@
 """--num_seeds: N agents vmapped through one jitted step equal N separate runs, also when the seed
 axis is sharded over devices (CPU devices faked with XLA_FLAGS in a subprocess)."""
+import functools
 import os
 import subprocess
 import sys
@@ -58,6 +59,12 @@ def drive(seed, num_seeds, place=lambda tree: tree, step_functions=STEP_FUNCTION
     return carry
 
 
+@functools.lru_cache(maxsize=None)
+def separate_run(seed):
+    """drive(seed, 1): one seed's run on its own, computed once per process for every test."""
+    return drive(seed, num_seeds=1)
+
+
 def assert_same_agents(batched, singles):
     """Seed k of the group saw exactly the separate run's data and learned the same parameters
     (up to float reassociation in batched kernels, which Adam's normalisation amplifies near 0)."""
@@ -74,7 +81,7 @@ def assert_same_agents(batched, singles):
 
 def test_vmapped_seeds_equal_separate_runs():
     batched = drive(seed=3, num_seeds=2)
-    singles = [drive(seed=3, num_seeds=1), drive(seed=4, num_seeds=1)]
+    singles = [separate_run(3), separate_run(4)]
     assert_same_agents(batched, singles)
     # The two seeds really differ (different keys and environments).
     a, b = (jax.tree.leaves(jax.tree.map(lambda x: np.asarray(x[k]), batched.agent.params))
@@ -86,7 +93,7 @@ def test_seeds_looped_on_the_cpu_equal_separate_runs():
     """seed_loop=True: each seed's update traced on its own (training.over_seeds), same results."""
     looped = drive(seed=3, num_seeds=2,
                    step_functions=training.make_step_functions(tiny_agent(seed_loop=True)))
-    assert_same_agents(looped, [drive(seed=3, num_seeds=1), drive(seed=4, num_seeds=1)])
+    assert_same_agents(looped, [separate_run(3), separate_run(4)])
 
 
 def test_seed_axis_sharded_over_two_cpu_devices():
@@ -103,7 +110,7 @@ def test_seed_axis_sharded_over_two_cpu_devices():
         leaf = jax.tree.leaves(sharded.agent.params)[0]
         assert len(leaf.sharding.device_set) == 2, leaf.sharding
         assert training.seed_sharding(3) is None  # 3 seeds do not split over 2 devices
-        T.assert_same_agents(sharded, [T.drive(seed=3, num_seeds=1), T.drive(seed=4, num_seeds=1)])
+        T.assert_same_agents(sharded, [T.separate_run(3), T.separate_run(4)])
         print('sharded ok')
     ''')
     env = dict(os.environ, XLA_FLAGS=f'{os.environ.get("XLA_FLAGS", "")} '

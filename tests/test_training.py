@@ -171,3 +171,26 @@ def test_runs_of_any_length_share_one_compiled_learn_step():
     assert programs[0] == programs[1]
     # ... and beta, which does differ at step 200 of the two runs, is passed to it.
     np.testing.assert_allclose(literals, [[200, 0.8], [200, 0.4012]], rtol=1e-6)
+
+
+def test_the_update_is_traced_once_for_the_metrics_and_the_learn_step():
+    """init_carry traces the update for its metrics' shapes; the learn step, vmapped or looped over
+    the seeds, reuses that trace instead of tracing the update, the dearest part, again."""
+    config = replay.ReplayConfig(capacity=64, stack=4, horizon=1, n_step=3, gamma=GAMMA,
+                                 batch_size=4, priority_exponent=0.5)
+    frame = np.zeros((2, 84, 84, 1), np.uint8)
+    observation = np.zeros((2, 84, 84, 4), np.uint8)
+    entry = training.Entry(frame, np.zeros(2, np.int32), np.ones(2, np.float32), np.zeros(2, bool),
+                           np.zeros(2, bool), np.ones(2, bool), np.zeros(2, bool))
+    for seed_loop in (False, True):
+        traces = []
+        agent = rainbow_agent(config, 4, seed_loop=seed_loop)
+        update = agent.update
+        agent = rainbow_agent(config, 4, seed_loop=seed_loop,
+                              update=lambda *a: traces.append(1) or update(*a))
+        carry = training.init_carry(agent, training.seed_keys(0, 2), (84, 84, 1))
+        assert len(traces) == 1
+        _, learn, _ = training.make_step_functions(agent)
+        carry, _, finite = jax.eval_shape(learn, carry, entry, observation, 10)   # traced, not run
+        assert len(traces) == 1, seed_loop
+        assert finite.shape == (2,) and carry.metric_sums['loss_rl'].shape == (2,)
