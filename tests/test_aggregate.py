@@ -399,6 +399,27 @@ def test_switches_names_what_differs_from_the_preset():
     assert run_folders.switches(preset, preset) == []
 
 
+def test_single_seed_runs_join_a_multi_seed_run_of_the_same_preset_and_game(tmp_path):
+    # A table made seed by seed across sessions: a 2-seed process (seeds 0 and 1) and single-seed
+    # runs of seeds 2 and, by mistake, 1 again.
+    runs = tmp_path / 'runs'
+    _launcher_run(runs / 'psrl' / 'freeway', 'psrl', 'freeway', 0, [{10000: 1.0}, {10000: 3.0}],
+                  num_seeds=2)
+    _launcher_run(runs / 'psrl' / 'freeway_seed2', 'psrl', 'freeway', 2, [{10000: 8.0}])
+    _launcher_run(runs / 'psrl' / 'freeway_seed1', 'psrl', 'freeway', 1, [{10000: 5.0}])
+    loaded, warnings = aggregate.collect_runs([str(runs / 'psrl' / '*')], at_step=10000)
+    assert sorted((r.algorithm, r.env, r.seed, r.eval_return_mean) for r in loaded) == [
+        ('psrl', 'freeway', 0, 1.0), ('psrl', 'freeway', 1, 3.0), ('psrl', 'freeway', 1, 5.0),
+        ('psrl', 'freeway', 2, 8.0)]
+    assert len(warnings) == 1 and warnings[0].startswith('psrl freeway seed 1 appears twice (')
+    assert warnings[0].endswith('); both are counted')
+    out = tmp_path / 'report'
+    aggregate.write_report([str(runs / 'psrl' / '*')], str(out), reps=200, at_step=10000)
+    (row,) = read_csv(out / 'minatar_per_game.csv')
+    assert (row['algorithm'], row['game'], row['n_seeds']) == ('psrl', 'freeway', '4')
+    assert float(row['mean']) == pytest.approx((1.0 + 3.0 + 5.0 + 8.0) / 4)
+
+
 def test_runs_with_a_switch_are_grouped_apart_from_their_preset(tmp_path):
     from experiments.configs import minatar  # pylint: disable=import-outside-toplevel
     runs = tmp_path / 'runs'
