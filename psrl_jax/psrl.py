@@ -58,7 +58,7 @@ class PSRLConfig:
     transition_hidden: int = 64
     projection_dim: int = 512
     augmentation: Tuple[str, ...] = ('shift', 'intensity')
-    augment_per: str = 'frame'             # one augmentation draw per 'frame' stack or per 'sequence'
+    augment_per: str = 'frame'             # augmentation draws per 'frame' stack, 'sequence' or 'mixed'
     query_gradients: str = 'all'           # z^q_{k+i} passing gradients to E^q: 'all' or 'first' (i = 0)
 
     def __post_init__(self):
@@ -70,8 +70,9 @@ class PSRLConfig:
             raise ValueError('the internal map is a term of L_c: internal=True needs correspondence=True')
         if self.horizon < 1 or self.sim_steps < 1:
             raise ValueError('horizon and sim_steps must be >= 1')
-        if self.augment_per not in ('frame', 'sequence'):
-            raise ValueError(f"augment_per must be 'frame' or 'sequence', got {self.augment_per!r}")
+        if self.augment_per not in transforms.AUGMENT_PER:
+            raise ValueError(f'augment_per must be one of {transforms.AUGMENT_PER}, got '
+                             f'{self.augment_per!r}')
         if self.correspondence_map not in ('final', 'early'):
             raise ValueError(f"correspondence_map must be 'final' or 'early', got "
                              f"{self.correspondence_map!r}")
@@ -310,7 +311,7 @@ def psrl_loss(online_params: Params, target_params: Params, batch: PSRLBatch, ke
     online_params / target_params: dicts from init_params (the target is E^t, conv1x1^t, psi^t: an EMA
     of the online parameters, or the online parameters themselves when tau = 0 as in SPR).
     batch: PSRLBatch with T = config.sequence_length observations. key: the augmentation draw
-    (config.augmentation, one draw per frame stack or per subsequence: config.augment_per).
+    (config.augmentation, drawn per frame stack, per subsequence or half each: config.augment_per).
     Returns (loss [B], metrics) as psrl_objective.
     """
     chex.assert_axis_dimension(batch.observation, 1, config.sequence_length)

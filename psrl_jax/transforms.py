@@ -161,6 +161,9 @@ def random_intensity(key: chex.PRNGKey, images: jnp.ndarray, scale: float = 0.05
     return images * factor.reshape((-1,) + (1,) * (images.ndim - 1))
 
 
+AUGMENT_PER = ('frame', 'sequence', 'mixed')   # augment's draws: per frame stack, per subsequence
+
+
 def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequence[str],
             per: str = 'frame') -> jnp.ndarray:
     """Observations [..., H, W, C] (uint8, or float in [0, 1]) -> float32 in [0, 1], augmented.
@@ -170,10 +173,17 @@ def augment(key: chex.PRNGKey, observations: jnp.ndarray, augmentations: Sequenc
     to replicate) and 'intensity' (scale 0.05).
     per: 'frame': leading axes (batch, time) are flattened so every frame stack gets its own draw, as
     SPR does; 'sequence': observations [B, T, H, W, C] get one draw per subsequence b, shared by its
-    T frame stacks (the relative shift between them is zero).
+    T frame stacks (the relative shift between them is zero); 'mixed': the first B // 2
+    subsequences per 'sequence', the rest per 'frame' (C sees motion alone and shifted motion).
     """
-    if per not in ('frame', 'sequence'):
-        raise ValueError(f"per must be 'frame' or 'sequence', got {per!r}")
+    if per not in AUGMENT_PER:
+        raise ValueError(f'per must be one of {AUGMENT_PER}, got {per!r}')
+    if per == 'mixed':
+        chex.assert_rank(observations, 5)
+        half = observations.shape[0] // 2
+        key_sequence, key_frame = jax.random.split(key)
+        return jnp.concatenate([augment(key_sequence, observations[:half], augmentations, 'sequence'),
+                                augment(key_frame, observations[half:], augmentations, 'frame')])
     if per == 'sequence':
         chex.assert_rank(observations, 5)
         batch, steps, height, width, channels = observations.shape

@@ -133,7 +133,7 @@ def test_cat_flow_gradients_switch_stops_only_cats_gradient_into_c():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize('per', ['frame', 'sequence'])
+@pytest.mark.parametrize('per', ['frame', 'sequence', 'mixed'])
 def test_loss_augments_its_subsequences_as_augment_per_says(per):
     config, params, batch = make({'augment_per': per})
     key = jax.random.PRNGKey(3)
@@ -143,7 +143,7 @@ def test_loss_augments_its_subsequences_as_augment_per_says(per):
     expected, _ = psrl_loss(params, params, batch._replace(observation=augmented), key, plain)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)   # float32 sums in another order
     other = transforms.augment(key, batch.observation, config.augmentation,
-                               {'frame': 'sequence', 'sequence': 'frame'}[per])
+                               {'frame': 'sequence', 'sequence': 'frame', 'mixed': 'frame'}[per])
     assert not np.allclose(psrl_loss(params, params, batch._replace(observation=other), key,
                                      plain)[0], loss, rtol=1e-4)
 

@@ -543,6 +543,18 @@ def test_augment_per_sequence_is_the_frame_stacks_augmented_as_one_image():
         transforms.augment(key, jnp.asarray(obs), ('shift',), 'episode')
 
 
+def test_augment_mixed_shifts_its_first_half_per_subsequence_and_the_rest_per_frame_stack():
+    rng = _rng(40)
+    obs = _distinct_images(rng, (6, 5, 10, 10, 2), np.float32)   # float frames pass unscaled
+    out = np.asarray(transforms.augment(jax.random.PRNGKey(11), jnp.asarray(obs), ('shift',), 'mixed'))
+    assert out.shape == obs.shape and out.dtype == np.float32
+    offsets = [[_match_crop(out[b, t], obs[b, t], 4) for t in range(5)] for b in range(6)]
+    assert all(len(found) == 1 for row in offsets for found in row), 'a stack is not one edge crop'
+    one_shift = [len({found[0] for found in row}) == 1 for row in offsets]
+    assert one_shift == [True] * 3 + [False] * 3
+    assert len({row[0][0] for row in offsets[:3]}) > 1, 'the subsequences share one shift'
+
+
 def test_augment_unknown_name_raises():
     obs = jnp.zeros((2, 8, 8, 3), jnp.uint8)
     with pytest.raises(ValueError):

@@ -30,7 +30,7 @@ def psrl_config(objective: str, **overrides) -> ml_collections.ConfigDict:
         correspondence_map='final',   # or 'early': C on the first convolution's map (Atari only)
         transition_hidden=64,
         projection_dim=512,
-        augment_per='frame',       # one augmentation draw per frame stack ('frame') or 'sequence'
+        augment_per='frame',       # augmentation draws per frame stack ('frame'), 'sequence' or 'mixed'
         cat_flow_gradients=True,   # L_sim's gradient reaches C through CAT's warp
         # z^q_{k+i} that pass gradients to the encoder, 'all' or 'first' (z^q_k, as SPR's online
         # encoder): 'first' costs Atari's update 0.68x the time (psrl/spr 1.37 vs 2.03 on this CPU)
