@@ -12,7 +12,8 @@ played actions, the online network as its own target, no RL loss; so CAT's gradi
 `cat_flow_gradients`, and `lambda_c` can be compared), and reports C's checks
 (diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
 MinAtar; with --objective=full also L_sim's y_shift_cos, diagnostics.similarity_checks) on held-out
-frames of the same episode before and after training (--check_every: also along the way). The last
+frames of the same episode before and after training (--check_every: also along the way, and the
+objective's terms averaged over the steps since the last check, the result's "terms"). The last
 line is one JSON object; --out also saves it.
 """
 import dataclasses
@@ -119,9 +120,9 @@ def run(config, suite: str, name: str) -> dict:
         observation = train[index]
         batch = psrl.PSRLBatch(observation, train_actions[index],
                                jnp.ones(observation.shape[:2], bool))
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, k_aug)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, k_aug)
         updates, s = optimizer.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, loss
+        return optax.apply_updates(p, updates), s, metrics | {'loss': loss}
 
     same_episode = jnp.ones(held_out.shape[:2], bool)
     object_channel = getattr(env, 'object_channel', None)
@@ -132,21 +133,25 @@ def run(config, suite: str, name: str) -> dict:
     check_key = jax.random.PRNGKey(FLAGS.seed + 1)
     measure = lambda p, steps: {'step': steps} | {k: float(v) for k, v in checks(p, check_key).items()}
     curve = [measure(params, 0)]
-    start, losses, seconds = time.time(), [], 0.0
+    start, losses, seconds, terms, window = time.time(), [], 0.0, [], []
     for i in range(FLAGS.steps):
-        params, state, loss = step(params, state, jax.random.fold_in(key, i))
-        losses.append(float(loss))
+        params, state, metrics = step(params, state, jax.random.fold_in(key, i))
+        window.append({k: float(v) for k, v in metrics.items()})
+        losses.append(window[-1]['loss'])
         if i + 1 == FLAGS.steps or (FLAGS.check_every and (i + 1) % FLAGS.check_every == 0):
             seconds += time.time() - start
             curve.append(measure(params, i + 1))
-            start = time.time()
+            terms.append({'step': i + 1} | {k: float(np.mean([row[k] for row in window]))
+                                            for k in window[0]})
+            start, window = time.time(), []
     drop_step = lambda row: {k: v for k, v in row.items() if k != 'step'}
     return {'suite': suite, 'env': name, 'steps': FLAGS.steps, 'frames': FLAGS.frames,
             'objective_trained': FLAGS.objective,
             'loss_first': losses[0] if losses else None,
             'loss_last': float(np.mean(losses[-20:])) if losses else None,
             'before': drop_step(curve[0]), 'after': drop_step(curve[-1]),
-            'curve': curve if FLAGS.check_every else None, 'train_seconds': round(seconds, 1),
+            'curve': curve if FLAGS.check_every else None,
+            'terms': terms if FLAGS.check_every else None, 'train_seconds': round(seconds, 1),
             'objective': {k: v for k, v in dataclasses.asdict(objective).items()
                           if not isinstance(v, tuple)} | {'augmentation': objective.augmentation},
             'device': training.device_name(), 'commit': repository.git_commit(),

@@ -28,6 +28,12 @@ def test_l_c_teaches_c_to_warp_breakout_frames(tmp_path):
     assert [row['step'] for row in curve] == [0, 50, 100]
     assert printed['before'] == {k: v for k, v in curve[0].items() if k != 'step'}
     assert printed['after'] == {k: v for k, v in curve[-1].items() if k != 'step'}
+    terms = printed['terms']   # the objective's terms, averaged over the steps since the last check
+    assert [row['step'] for row in terms] == [50, 100]
+    for row in terms:   # L_c alone: the loss is lambda_c (1) L_c, and no L_sim term is logged
+        assert abs(row['loss'] - row['loss_c']) <= 1e-5 * abs(row['loss_c'])
+        assert row['loss_sim'] == 0 and 'cos_tr' not in row
+    assert terms[1]['loss'] < terms[0]['loss']
     before, after = printed['before'], printed['after']
     # Measured (seed 0, this CPU): c_warp_gain 0.62 untrained, 0.33 at 50 steps, 0.24 at 100; a C
     # that L_c did not train (crossed params, checks of the initial state) stays at 0.62.
