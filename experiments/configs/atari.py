@@ -37,6 +37,9 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     # trained on L_c over Pong warped clean consecutive frames 15x worse than zero flow (c_warp_gain
     # 14.9 after 300 steps); with one draw per subsequence 1.26, its shift error no worse (4.23 vs
     # 4.17 px; results/correspondence/issue16/atari_Pong_*.json). spr and rainbow keep SPR's.
+    # C on the early map with 'mixed' shifts meets both of C's checks on Breakout and Boxing but
+    # warps Pong and KungFuMaster worse than zero flow, at 2.2x the bytes: a switch
+    # (WORKSPACE_NOTES.md, "Atari at 4,000 steps").
     # C's refinement convolutions are off, as on MinAtar: 3.13 of the update's 10.66 GFLOP and 0.10
     # of its 1.39 GB for nothing measurable in C's checks (300 steps of L_c, 3 seeds: Pong shift
     # error 0.99 of zero flow's without, 0.95 with, c_warp_gain 1.32 vs 1.61; Breakout 0.89 vs 0.91,
