@@ -512,6 +512,14 @@ def read_baselines(folder: str) -> dict:
     return found
 
 
+def verdict_text(verdict: Mapping) -> str:
+    """'psrl wins' etc.; an undecided verdict says how many seeds each side has."""
+    if verdict['verdict'] != 'undecided':
+        return f"{verdict['ours']} {verdict['verdict']}"
+    return (f"undecided ({verdict['ours_seeds']} and {verdict['other_seeds']} seeds; "
+            f"{tables.MIN_VERDICT_SEEDS} each needed)")
+
+
 def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int, seed: int,
                     evaluation: str = 'the final evaluation'
                     ) -> tuple[str, list[str], list[str]]:
@@ -538,7 +546,7 @@ def minatar_section(runs, out: str, baselines: Mapping[str, Mapping], reps: int,
              markdown_table(['Game', 'psrl', 'Other', 'Verdict'],
                             [[v['game'], fmt_number(v['ours_mean'], 2),
                               f"{v['other']} {fmt_number(v['other_mean'], 2)}",
-                              f"psrl {v['verdict']}"] for v in verdicts])
+                              verdict_text(v)] for v in verdicts])
              if verdicts else 'No psrl run beside another algorithm on the same game.']
     text = '\n\n'.join(parts)
     files.append(os.path.join(out, 'minatar_per_game.md'))

@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the ro
 
 from experiments import aggregate  # noqa: E402
 from psrl_jax.evaluation import runs as run_folders  # noqa: E402
+from psrl_jax.evaluation import tables  # noqa: E402
 
 # (folder under runs/, algorithm, env, seed, total_steps, final eval return)
 RUNS = [
@@ -456,3 +457,20 @@ def test_settings_an_objective_never_reads_are_not_switches(tmp_path):
     assert sorted((r.algorithm, r.eval_return_mean) for r in loaded) == [
         ('rainbow', 2.0), ('rainbow psrl.aat=True', 4.0)]
     assert warnings == []
+
+
+def test_minatar_verdicts_need_three_seeds_a_side():
+    # One seed's CI is a point: 13.65 against 14.90 would read 'loses' although nothing is resolved.
+    row = lambda algorithm, n, mean, low, high: {'algorithm': algorithm, 'game': 'breakout',
+                                                 'n_seeds': n, 'mean': mean, 'ci_low': low,
+                                                 'ci_high': high}
+    rows = [row('psrl', 1, 13.65, 13.65, 13.65), row('spr', 1, 14.9, 14.9, 14.9),
+            row('rainbow', 5, 14.68, 10.54, 18.28)]
+    verdicts = {v['other']: v for v in tables.minatar_verdicts(rows)}
+    assert verdicts['spr']['verdict'] == verdicts['rainbow']['verdict'] == 'undecided'
+    assert aggregate.verdict_text(verdicts['rainbow']) == 'undecided (1 and 5 seeds; 3 each needed)'
+    rows[0] = row('psrl', 3, 5.0, 4.0, 6.0)                           # three seeds, CIs apart
+    verdicts = {v['other']: v for v in tables.minatar_verdicts(rows)}
+    assert verdicts['spr']['verdict'] == 'undecided'                  # spr still has one
+    assert verdicts['rainbow']['verdict'] == 'loses'
+    assert aggregate.verdict_text(verdicts['rainbow']) == 'psrl loses'

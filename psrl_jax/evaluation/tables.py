@@ -119,19 +119,25 @@ def minatar_per_game_rows(runs: Sequence[RunResult], baselines: Mapping[str, Map
     return rows, warnings
 
 
+MIN_VERDICT_SEEDS = 3   # a bootstrap CI of one seed is a point, of two a coin's three outcomes
+
+
 def minatar_verdicts(rows: Sequence[dict], ours: str = 'psrl') -> list[dict]:
     """`ours` against every other algorithm on each game both ran: 'wins' when its CI lies above the
-    other's, 'loses' when below, 'ties' when the two 95% CIs overlap."""
+    other's, 'loses' when below, 'ties' when the two 95% CIs overlap; 'undecided' when either side
+    has fewer than MIN_VERDICT_SEEDS seeds."""
     by_key = {(r['algorithm'], r['game']): r for r in rows}
     verdicts = []
     for (algorithm, game), other in sorted(by_key.items()):
         mine = by_key.get((ours, game))
         if algorithm == ours or mine is None:
             continue
-        verdict = ('wins' if mine['ci_low'] > other['ci_high'] else
+        verdict = ('undecided' if min(mine['n_seeds'], other['n_seeds']) < MIN_VERDICT_SEEDS else
+                   'wins' if mine['ci_low'] > other['ci_high'] else
                    'loses' if mine['ci_high'] < other['ci_low'] else 'ties')
         verdicts.append({'game': game, 'ours': ours, 'other': algorithm, 'verdict': verdict,
-                         'ours_mean': mine['mean'], 'other_mean': other['mean']})
+                         'ours_mean': mine['mean'], 'other_mean': other['mean'],
+                         'ours_seeds': mine['n_seeds'], 'other_seeds': other['n_seeds']})
     return verdicts
 
 
