@@ -4,11 +4,18 @@
         --workdir=runs/atari100k
     python -m experiments.sweep --suite=minatar --envs=breakout,freeway --presets=rainbow,spr \
         --workdir=runs/minatar -- --total_steps=50000
+    python -m experiments.sweep --suite=minatar --envs=breakout --presets=psrl --seeds=0,1,2,3,4 \
+        --parallel=2 --workdir=runs/minatar_single -- --total_steps=100000
 
 Run (preset, env) is `python -m experiments.train_<suite> --config=experiments/configs/<suite>.py:
 <preset> --env=<env> --num_seeds=<n> --workdir=<workdir>/<preset>/<env>` followed by the run flags
 (--run_flags, then everything after `--`); its seeds are vmapped inside it and its output goes to
 <workdir>/logs/<preset>/<env>.log, after a line with the command and the device variables it got.
+With --seeds the sweep runs one process per seed instead, seed by seed: run (preset, env, k) is the
+same command with --seed=k --num_seeds=1 and --workdir=<workdir>/<preset>/<env>_seed<k>, its log
+<workdir>/logs/<preset>/<env>_seed<k>.log. On CPU cores this is the faster placement (one run a core,
+no seed loop; WORKSPACE_NOTES.md, "MinAtar"), and experiments.aggregate reads the folders as seeds of
+their (preset, env).
 Placement: each run gets one GPU (CUDA_VISIBLE_DEVICES's entries, else nvidia-smi's), k =
 --runs_per_device runs a GPU, each capped at 0.9/k of its memory (XLA_CLIENT_MEM_FRACTION) unless a
 fraction is set already; without GPUs (CPU, a TPU VM), --parallel runs at a time, each pinned to
@@ -57,6 +64,8 @@ flags.DEFINE_list('envs', ['all'], "Games or tasks, or 'all': the suite's table 
                   "games, the paper's 6 DMControl tasks, the 5 MinAtar games).")
 flags.DEFINE_list('presets', ['psrl'], 'Config presets; one run per env and preset.')
 flags.DEFINE_integer('num_seeds', 5, 'Seeds of each run, trained side by side (vmapped) in it.')
+flags.DEFINE_list('seeds', [], 'One process per seed instead of --num_seeds: run (preset, env, k) '
+                  'trains seed k alone in <workdir>/<preset>/<env>_seed<k>.')
 flags.DEFINE_string('workdir', None, 'The sweep folder: <workdir>/<preset>/<env> per run, logs/, '
                     'report/.')
 flags.DEFINE_integer('runs_per_device', 1, 'Runs at a time on each GPU.')
@@ -98,8 +107,9 @@ SUITES = {
 
 @dataclasses.dataclass
 class Run:
-    """One launcher process: a preset on an env, all seeds. Steps are environment steps."""
-    name: str                        # <preset>/<env>
+    """One launcher process: a preset on an env, all seeds (or one, with --seeds). Steps are
+    environment steps."""
+    name: str                        # <preset>/<env>, or <preset>/<env>_seed<k>
     command: List[str]
     workdir: str
     log: str
@@ -151,9 +161,27 @@ def _flag_value(args: Sequence[str], name: str) -> Optional[str]:
     return value
 
 
+def parse_seeds(values: Sequence[str]) -> List[int]:
+    """--seeds's entries as distinct non-negative integers, in the order given. Raises UsageError."""
+    seeds = []
+    for value in (v.strip() for v in values if v.strip()):
+        try:
+            seed = int(value)
+        except ValueError:
+            seed = -1
+        if seed < 0:
+            raise UsageError(f'--seeds takes non-negative integers, got {value!r}')
+        if seed in seeds:
+            raise UsageError(f'--seeds names seed {seed} twice')
+        seeds.append(seed)
+    return seeds
+
+
 def plan(suite_name: str, envs: Sequence[str], presets: Sequence[str], num_seeds: int,
-         workdir: str, run_flags: Sequence[str]) -> List[Run]:
-    """The runs of a sweep, env by env, each env's presets in the order given. Raises UsageError."""
+         workdir: str, run_flags: Sequence[str], seeds: Sequence[int] = ()) -> List[Run]:
+    """The runs of a sweep, env by env, each env's presets in the order given; with `seeds` (one
+    process per seed, num_seeds unused) each env's seeds in the order given, every preset of a seed
+    before the next seed, so the presets gain seeds together. Raises UsageError."""
     if suite_name not in SUITES:
         raise UsageError(f'unknown --suite={suite_name}: choose atari, dmc or minatar')
     suite = SUITES[suite_name]
@@ -178,10 +206,11 @@ def plan(suite_name: str, envs: Sequence[str], presets: Sequence[str], num_seeds
         raise UsageError(f'--num_seeds must be positive, got {num_seeds}')
     if not workdir:
         raise UsageError('--workdir is required')
+    own = OWN_FLAGS + ('seed',) if seeds else OWN_FLAGS
     for arg in run_flags:
-        if arg.startswith('-') and arg.lstrip('-').partition('=')[0] in OWN_FLAGS:
-            raise UsageError(f'{arg} is set by the sweep (--envs, --presets, --num_seeds, '
-                             f'--workdir): take it out of the run flags')
+        if arg.startswith('-') and arg.lstrip('-').partition('=')[0] in own:
+            raise UsageError(f'{arg} is set by the sweep (--envs, --presets, --num_seeds or '
+                             f'--seeds, --workdir): take it out of the run flags')
     total_steps = _flag_value(run_flags, 'total_steps')
     try:
         total_steps = int(suite.config.LAUNCH_DEFAULTS['total_steps'] if total_steps is None
@@ -192,16 +221,20 @@ def plan(suite_name: str, envs: Sequence[str], presets: Sequence[str], num_seeds
     workdir = os.path.abspath(workdir)
     runs = []
     for env in envs:
-        for preset in presets:
-            folder = os.path.join(workdir, preset, env)
+        # (preset, name under <workdir>/<preset>, seed flags, seeds in the process)
+        processes = ([(p, f'{env}_seed{k}', [f'--seed={k}', '--num_seeds=1'], 1)
+                      for k in seeds for p in presets] if seeds else
+                     [(p, env, [f'--num_seeds={num_seeds}'], num_seeds) for p in presets])
+        for preset, name, seed_flags, n in processes:
+            folder = os.path.join(workdir, preset, name)
             command = [sys.executable, '-m', suite.launcher,
                        f'--config=experiments/configs/{suite_name}.py:{preset}', f'--env={env}',
-                       f'--num_seeds={num_seeds}', f'--workdir={folder}', *run_flags]
-            seed_dirs = ([folder] if num_seeds == 1 else
-                         [os.path.join(folder, f'seed_{k}') for k in range(num_seeds)])
-            runs.append(Run(f'{preset}/{env}', command, folder,
-                            os.path.join(workdir, 'logs', preset, f'{env}.log'), seed_dirs,
-                            total_steps, suite.action_repeat(env), num_seeds))
+                       *seed_flags, f'--workdir={folder}', *run_flags]
+            seed_dirs = ([folder] if n == 1 else
+                         [os.path.join(folder, f'seed_{k}') for k in range(n)])
+            runs.append(Run(f'{preset}/{name}', command, folder,
+                            os.path.join(workdir, 'logs', preset, f'{name}.log'), seed_dirs,
+                            total_steps, suite.action_repeat(env), n))
     return runs
 
 
@@ -433,8 +466,12 @@ def main(argv: List[str]) -> None:
         logging.set_verbosity(logging.WARNING)
     try:
         run_flags = shlex.split(FLAGS.run_flags) + argv[1:]
+        seeds = parse_seeds(FLAGS.seeds)
+        if seeds and FLAGS['num_seeds'].present:
+            raise UsageError('--seeds and --num_seeds exclude each other: --seeds runs one process '
+                             'per seed')
         runs = plan(FLAGS.suite, FLAGS.envs, FLAGS.presets, FLAGS.num_seeds, FLAGS.workdir,
-                    run_flags)
+                    run_flags, seeds)
         devices = slots([] if FLAGS.slurm else local_gpus(), FLAGS.runs_per_device,
                         FLAGS.parallel, sorted(os.sched_getaffinity(0)))
         options = shlex.split(FLAGS.slurm_options)
@@ -457,7 +494,9 @@ def main(argv: List[str]) -> None:
                   f'--out={os.path.join(workdir, "report")}')
         _log_line(f'sbatch {shlex.quote(path)}')
         return
-    header = (f'# {len(runs)} runs ({FLAGS.suite}, {FLAGS.num_seeds} seeds each): '
+    each = (f'one seed each, seeds {",".join(map(str, seeds))}' if seeds else
+            f'{FLAGS.num_seeds} seeds each')
+    header = (f'# {len(runs)} runs ({FLAGS.suite}, {each}): '
               f'{len(runs) - len(todo)} finished, {len(todo)} to run, '
               f'{placement(devices, FLAGS.runs_per_device)}')
     _log_line(header)

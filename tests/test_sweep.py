@@ -69,6 +69,27 @@ def test_dry_run_prints_the_commands_of_the_runs_to_do(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['rainbow', 'spr']   # nothing written
 
 
+def test_seeds_is_one_process_per_seed_in_its_own_folder(tmp_path):
+    finished = tmp_path / 'spr' / 'breakout_seed3'
+    os.makedirs(finished)
+    (finished / 'summary.json').write_text('{"total_steps": 300}')
+    result = run_sweep('--suite=minatar', '--envs=breakout', '--presets=psrl,spr', '--seeds=3,1',
+                       f'--workdir={tmp_path}', '--dry_run', '--parallel=2', '--', *RUN_FLAGS)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith('# 4 runs (minatar, one seed each, seeds 3,1): 1 finished, 3 to run, '
+                               '2 at a time, no GPU')
+    assert lines[1:] == [
+        f'{PY} -m experiments.train_minatar --config=experiments/configs/minatar.py:{preset} '
+        f'--env=breakout --seed={k} --num_seeds=1 --workdir={tmp_path}/{preset}/breakout_seed{k} '
+        + ' '.join(RUN_FLAGS) for preset, k in [('psrl', 3), ('psrl', 1), ('spr', 1)]]   # seed by seed
+    runs = sweep.plan('minatar', ['breakout'], ['spr'], 5, str(tmp_path), RUN_FLAGS, [3, 1])
+    assert [(r.name, r.seed_dirs, r.num_seeds, r.log) for r in runs] == [
+        (f'spr/breakout_seed{k}', [f'{tmp_path}/spr/breakout_seed{k}'], 1,
+         f'{tmp_path}/logs/spr/breakout_seed{k}.log') for k in (3, 1)]
+    assert runs[0].finished() and not runs[1].finished()
+
+
 def test_all_is_the_suites_table_and_defaults_come_from_the_launcher(tmp_path):
     result = run_sweep('--suite=atari', '--envs=all', '--presets=psrl,spr', '--num_seeds=5',
                        f'--workdir={tmp_path}', '--dry_run', '--parallel=3')
@@ -135,6 +156,14 @@ def test_slurm_writes_one_array_task_per_run_to_do(tmp_path):
     (['--suite=minatar', '--workdir={w}', '--', '--env=asterix'], '--env=asterix is set by the sweep'),
     (['--suite=minatar', '--run_flags=--num_seeds=3', '--workdir={w}'],
      '--num_seeds=3 is set by the sweep'),
+    (['--suite=minatar', '--seeds=0,1', '--num_seeds=2', '--workdir={w}'],
+     '--seeds and --num_seeds exclude each other'),
+    (['--suite=minatar', '--seeds=0,-1', '--workdir={w}'],
+     "--seeds takes non-negative integers, got '-1'"),
+    (['--suite=minatar', '--seeds=one', '--workdir={w}'], "--seeds takes non-negative integers"),
+    (['--suite=minatar', '--seeds=2,2', '--workdir={w}'], '--seeds names seed 2 twice'),
+    (['--suite=minatar', '--seeds=2', '--workdir={w}', '--', '--seed=5'],
+     '--seed=5 is set by the sweep'),
     (['--suite=minatar', '--run_flags=--total_steps=1e5', '--workdir={w}'],
      "--total_steps in the run flags must be an integer, got '1e5'"),
     (['--suite=minatar', 'breakout', '--workdir={w}'], 'unexpected arguments: breakout'),
