@@ -8,8 +8,9 @@ one), trains the encoder and C with Adam on the agent's L_c alone (--objective=l
 with CAT, AAT and the L1 terms off: the external maps over the horizon and the internal map, on
 frames augmented as the agent augments them) or on PSRL's whole self-supervised objective as the
 config sets it (--objective=full: L_sim through CAT and AAT, the L1 terms and lambda_c L_c on the
-played actions, the online network as its own target, no RL loss; so CAT's gradient into C,
-`cat_flow_gradients`, and `lambda_c` can be compared), and reports C's checks
+played actions, no RL loss; so CAT's gradient into C, `cat_flow_gradients`, and `lambda_c` can be
+compared; the target is the online network itself, as in the Atari presets, or with --target_tau an
+EMA of it, as in the MinAtar and DMControl presets), and reports C's checks
 (diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
 MinAtar; with --objective=full also L_sim's y_shift_cos, diagnostics.similarity_checks) on held-out
 frames of the same episode before and after training (--check_every: also along the way, and the
@@ -49,6 +50,8 @@ flags.DEFINE_integer('check_every', 0, 'Also run the checks every this many step
                      'and after training); the result\'s "curve" lists them with their step.')
 flags.DEFINE_integer('batch_size', 8, 'Subsequences per step.')
 flags.DEFINE_float('learning_rate', 3e-3, 'Adam learning rate.')
+flags.DEFINE_float('target_tau', 1.0, "The target network's update weight each step: 1, the online "
+                   'network itself (the Atari presets); below 1, an EMA of it (MinAtar: 0.01).')
 flags.DEFINE_integer('seed', 0, 'Seed of the env, the initialisation and the sampling.')
 flags.DEFINE_string('out', None, 'JSON file to write the result to (also printed).')
 config_flags.DEFINE_config_file('config', None, 'The suite config (file:preset) whose objective '
@@ -108,21 +111,23 @@ def run(config, suite: str, name: str) -> dict:
     params = psrl.init_params(key, objective, observations.shape[1:])
     optimizer = optax.adam(FLAGS.learning_rate)
     state = optimizer.init(params)
+    tau = FLAGS.target_tau
 
-    def loss_fn(p, batch, k):
-        loss, metrics = psrl.psrl_loss(p, p, batch, k, objective)
+    def loss_fn(p, target, batch, k):
+        loss, metrics = psrl.psrl_loss(p, p if tau == 1 else target, batch, k, objective)
         return loss.mean(), metrics
 
     @jax.jit
-    def step(p, s, k):
+    def step(p, target, s, k):
         k_batch, k_aug = jax.random.split(k)
         index = jax.random.randint(k_batch, (FLAGS.batch_size,), 0, train.shape[0])
         observation = train[index]
         batch = psrl.PSRLBatch(observation, train_actions[index],
                                jnp.ones(observation.shape[:2], bool))
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch, k_aug)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, target, batch, k_aug)
         updates, s = optimizer.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, metrics | {'loss': loss}
+        p = optax.apply_updates(p, updates)
+        return p, optax.incremental_update(p, target, tau), s, metrics | {'loss': loss}
 
     same_episode = jnp.ones(held_out.shape[:2], bool)
     object_channel = getattr(env, 'object_channel', None)
@@ -134,8 +139,9 @@ def run(config, suite: str, name: str) -> dict:
     measure = lambda p, steps: {'step': steps} | {k: float(v) for k, v in checks(p, check_key).items()}
     curve = [measure(params, 0)]
     start, losses, seconds, terms, window = time.time(), [], 0.0, [], []
+    target = params
     for i in range(FLAGS.steps):
-        params, state, metrics = step(params, state, jax.random.fold_in(key, i))
+        params, target, state, metrics = step(params, target, state, jax.random.fold_in(key, i))
         window.append({k: float(v) for k, v in metrics.items()})
         losses.append(window[-1]['loss'])
         if i + 1 == FLAGS.steps or (FLAGS.check_every and (i + 1) % FLAGS.check_every == 0):
@@ -146,7 +152,7 @@ def run(config, suite: str, name: str) -> dict:
             start, window = time.time(), []
     drop_step = lambda row: {k: v for k, v in row.items() if k != 'step'}
     return {'suite': suite, 'env': name, 'steps': FLAGS.steps, 'frames': FLAGS.frames,
-            'objective_trained': FLAGS.objective,
+            'objective_trained': FLAGS.objective, 'target_tau': tau,
             'loss_first': losses[0] if losses else None,
             'loss_last': float(np.mean(losses[-20:])) if losses else None,
             'before': drop_step(curve[0]), 'after': drop_step(curve[-1]),
@@ -167,6 +173,8 @@ def main(argv):
         for name in ('steps', 'check_every'):
             if FLAGS[name].value < 0:
                 raise UsageError(f'--{name} must be >= 0, got {FLAGS[name].value}')
+        if not 0 < FLAGS.target_tau <= 1:
+            raise UsageError(f'--target_tau must be in (0, 1], got {FLAGS.target_tau}')
         result = run(FLAGS.config, FLAGS.suite, FLAGS.env)
     except UsageError as err:
         print(f'error: {err}', file=sys.stderr)

@@ -224,7 +224,8 @@ def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndar
     resampled to h x w.
     frames: [B, T, H, W, c], the newest frame I_i of each observation the encoders saw, in [0, 1].
     actions: [B, T-1] (int) or [B, T-1, A]; same_episode: bool [B, T].
-    Returns (loss [B], metrics: batch means of every active term, 'loss_sim' and 'loss_c').
+    Returns (loss [B], metrics: batch means of every active term, 'loss_sim' and 'loss_c', and
+    with CAT or AAT 'z_scale', the mean |Z^t| of the target maps).
     """
     seq = config.sequence_length
     chex.assert_axis_dimension(query, 1, config.num_query)
@@ -266,6 +267,9 @@ def psrl_objective(online_params: Params, target_params: Params, query: jnp.ndar
         project = lambda z: _merged(lambda x: apply('predictor', apply('projection', x)), z)
         z_t = _merged(lambda x: apply_target('conv1x1', x), target[:, :steps])    # Z^t_{k+1..k+S}
         y_t = _merged(lambda x: apply_target('projection', x), z_t)
+        # The target maps' scale: the L1 terms against an online target can drive it without bound
+        # (WORKSPACE_NOTES.md, "C against ground truth"), the cosines cannot see it.
+        metrics['z_scale'] = jnp.mean(jnp.abs(z_t))
         z_tr = y_tr = z_pr = y_pr = None
         if config.cat:
             z_q = _merged(lambda x: apply('conv1x1', x), query[:, :steps])

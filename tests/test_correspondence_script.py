@@ -59,6 +59,11 @@ def test_full_objective_trains_cat_aat_and_l_c_on_the_played_actions(tmp_path):
     assert abs(full['loss_first'] - lc['loss_first']) > 1e-3
     assert full['loss_last'] < full['loss_first']
     assert all(abs(v) < float('inf') for v in full['after'].values())
+    # An EMA target starts as the online network (the same first loss) and then lags it.
+    ema = json.loads(correspondence('--steps=20', '--objective=full', '--target_tau=0.5'
+                                    ).stdout.strip().splitlines()[-1])
+    assert (full['target_tau'], ema['target_tau']) == (1.0, 0.5)
+    assert ema['loss_first'] == full['loss_first'] and ema['loss_last'] != full['loss_last']
 
 
 def test_subsequences_stay_inside_episodes_with_the_actions_between_their_frames():
@@ -80,6 +85,7 @@ print(observations.reshape(len(observations), 3).tolist(), actions.tolist())
 
 def test_bad_flags_are_one_error_line():
     for bad, names in (('--steps=-1', '--steps'), ('--check_every=-5', '--check_every'),
+                       ('--target_tau=0', '--target_tau'),
                        ('--env=pinball', 'pinball')):
         result = correspondence(bad)
         assert result.returncode == 2, (bad, result.stderr[-2000:])

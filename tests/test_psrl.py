@@ -71,7 +71,7 @@ def test_spr_preset_has_no_correspondence_and_trains_aat_only():
     config, params, batch = make(SPR)
     assert 'correspondence' not in params
     _, metrics = psrl_loss(params, params, batch, jax.random.PRNGKey(1), config)
-    assert set(metrics) == {'cos_pr', 'loss_sim', 'loss_c'}
+    assert set(metrics) == {'cos_pr', 'loss_sim', 'loss_c', 'z_scale'}
     assert float(metrics['loss_c']) == 0.0
     online, _ = grads(config, params, batch)
     assert norms(online)['transition'] > 0 and norms(online)['encoder'] > 0
@@ -85,12 +85,24 @@ def term_names(config_kwargs):
 def test_each_ablation_removes_exactly_its_terms():
     full = term_names({})
     assert full == {'flow_magnitude', 'loss_c_external', 'loss_c_internal', 'cos_tr', 'cos_pr',
-                    'l1_tr', 'l1_pr', 'loss_sim', 'loss_c'}
+                    'l1_tr', 'l1_pr', 'loss_sim', 'loss_c', 'z_scale'}
     removed = {'no_cat': {'cos_tr', 'l1_tr'}, 'no_aat': {'cos_pr', 'l1_pr'},
                'no_internal': {'loss_c_internal'}, 'no_l1': {'l1_tr', 'l1_pr'}}
     for name, kwargs in ABLATIONS.items():
         assert full - term_names(kwargs) == removed[name], name
         assert term_names(kwargs) <= full
+
+
+def test_z_scale_is_the_mean_magnitude_of_the_target_maps():
+    config, params, batch = make({})
+    key = jax.random.PRNGKey(1)
+    z_scale = lambda online, target: float(psrl_loss(online, target, batch, key, config)[1]['z_scale'])
+    doubled = {**params, 'conv1x1': jax.tree.map(lambda x: 2 * x, params['conv1x1'])}
+    base = z_scale(params, params)
+    assert base > 0
+    # Z^t = conv1x1^t(z^t) is linear in conv1x1^t's kernel and bias; the online maps do not count.
+    np.testing.assert_allclose(z_scale(params, doubled), 2 * base, rtol=1e-5)
+    assert z_scale(doubled, params) == base
 
 
 def test_loss_is_weighted_sum_of_its_terms():
