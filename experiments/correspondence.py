@@ -95,6 +95,23 @@ def subsequences(observations: np.ndarray, episodes: np.ndarray, actions: np.nda
             np.stack([actions[i:i + length - 1] for i in starts]))
 
 
+def make_step(objective: psrl.PSRLConfig, optimizer: optax.GradientTransformation, tau: float):
+    """One optimizer step on the objective: (params, target, opt_state, batch, key) -> (params, target,
+    opt_state, metrics with 'loss'). As in the agent, no gradient reaches the target network, also
+    when it is the online network itself (tau = 1: its values, under stop-gradient); after the step
+    it moves tau of the way to the new params."""
+    def loss_fn(p, target, batch, k):
+        loss, metrics = psrl.psrl_loss(p, target, batch, k, objective)
+        return loss.mean(), metrics
+
+    def step(p, target, s, batch, k):
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, target, batch, k)
+        updates, s = optimizer.update(grads, s, p)
+        p = optax.apply_updates(p, updates)
+        return p, optax.incremental_update(p, target, tau), s, metrics | {'loss': loss}
+    return step
+
+
 def run(config, suite: str, name: str) -> dict:
     observations, episodes, actions, env = play(suite, name, FLAGS.frames, FLAGS.warmup,
                                                 FLAGS.seed)
@@ -112,22 +129,15 @@ def run(config, suite: str, name: str) -> dict:
     optimizer = optax.adam(FLAGS.learning_rate)
     state = optimizer.init(params)
     tau = FLAGS.target_tau
-
-    def loss_fn(p, target, batch, k):
-        loss, metrics = psrl.psrl_loss(p, p if tau == 1 else target, batch, k, objective)
-        return loss.mean(), metrics
+    train_step = make_step(objective, optimizer, tau)
 
     @jax.jit
     def step(p, target, s, k):
         k_batch, k_aug = jax.random.split(k)
         index = jax.random.randint(k_batch, (FLAGS.batch_size,), 0, train.shape[0])
         observation = train[index]
-        batch = psrl.PSRLBatch(observation, train_actions[index],
-                               jnp.ones(observation.shape[:2], bool))
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, target, batch, k_aug)
-        updates, s = optimizer.update(grads, s, p)
-        p = optax.apply_updates(p, updates)
-        return p, optax.incremental_update(p, target, tau), s, metrics | {'loss': loss}
+        return train_step(p, target, s, psrl.PSRLBatch(observation, train_actions[index],
+                                                       jnp.ones(observation.shape[:2], bool)), k_aug)
 
     same_episode = jnp.ones(held_out.shape[:2], bool)
     object_channel = getattr(env, 'object_channel', None)
