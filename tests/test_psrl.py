@@ -97,11 +97,14 @@ def test_z_scale_is_the_mean_magnitude_of_the_target_maps():
     config, params, batch = make({})
     key = jax.random.PRNGKey(1)
     z_scale = lambda online, target: float(psrl_loss(online, target, batch, key, config)[1]['z_scale'])
-    doubled = {**params, 'conv1x1': jax.tree.map(lambda x: 2 * x, params['conv1x1'])}
+    scaled = lambda c: {**params, 'conv1x1': jax.tree.map(lambda x: c * x, params['conv1x1'])}
+    doubled = scaled(2)
     base = z_scale(params, params)
     assert base > 0
-    # Z^t = conv1x1^t(z^t) is linear in conv1x1^t's kernel and bias; the online maps do not count.
+    # Z^t = conv1x1^t(z^t) is linear in conv1x1^t's kernel and bias, so a magnitude doubles with
+    # them and does not change sign with them; the online maps do not count.
     np.testing.assert_allclose(z_scale(params, doubled), 2 * base, rtol=1e-5)
+    np.testing.assert_allclose(z_scale(params, scaled(-1)), base, rtol=1e-5)
     assert z_scale(doubled, params) == base
 
 
