@@ -286,7 +286,8 @@ def resolve_flags() -> Dict:
                              f'{", ".join(minatar_configs.PRESETS)} (or none)')
     if FLAGS.minatar_seeds < 1:
         raise UsageError(f'--minatar_seeds must be positive, got {FLAGS.minatar_seeds}')
-    make_minatar(FLAGS.minatar_env, 1, 0).close()      # an unknown game raises UsageError
+    if minatar_presets:   # an unknown game raises UsageError; without presets the game is unused
+        make_minatar(FLAGS.minatar_env, 1, 0).close()
     cost_presets = [p.strip() for p in FLAGS.cost_presets if p.strip()]
     if cost_presets == ['all']:
         cost_presets = [f'{suite}:{p}' for suite, c in cost.CONFIGS.items() for p in c.PRESETS]
