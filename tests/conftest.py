@@ -47,15 +47,16 @@ if _HUGE_PAGES is not None:
     os.environ['GLIBC_TUNABLES'] = _HUGE_PAGES['GLIBC_TUNABLES']
 
 
-# The files of over ~40 s of one worker in the whole suite (measured 2026-12-02), dearest first, then
-# the rest in pytest's order. `make test` passes --no-loadscope-reorder, so xdist hands files to its
-# workers in this order; its default (most tests first) would start the notebook, the learning test
-# and the distributed run, each a file of one or two long tests, last.
-DEAREST_FIRST = ('test_reliability.py', 'test_launchers.py', 'test_cost.py', 'test_sweep.py',
-                 'test_notebook.py', 'test_seeds.py', 'test_rainbow.py', 'test_benchmark.py',
-                 'test_psrl.py', 'test_learning.py', 'test_distributed.py', 'test_visualization.py',
-                 'test_sac.py', 'test_correspondence_script.py', 'test_correspondence_learning.py',
-                 'test_training.py', 'test_replay.py')
+# The files of over ~40 s of one worker in the whole suite (measured 2026-12-02; test_learning_psrl
+# 2026-12-04, ~280 s of CPU), dearest first, then the rest in pytest's order. `make test` passes
+# --no-loadscope-reorder, so xdist hands files to its workers in this order; its default (most tests
+# first) would start the notebook, the learning tests and the distributed run, each a file of one or
+# two long tests, last.
+DEAREST_FIRST = ('test_reliability.py', 'test_launchers.py', 'test_cost.py', 'test_learning_psrl.py',
+                 'test_sweep.py', 'test_notebook.py', 'test_seeds.py', 'test_rainbow.py',
+                 'test_benchmark.py', 'test_psrl.py', 'test_learning.py', 'test_distributed.py',
+                 'test_visualization.py', 'test_sac.py', 'test_correspondence_script.py',
+                 'test_correspondence_learning.py', 'test_training.py', 'test_replay.py')
 
 
 def pytest_collection_modifyitems(items):
