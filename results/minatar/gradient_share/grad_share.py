@@ -2,7 +2,7 @@
 (objective's terms off) and the auxiliary objective's (full minus RL), on replay batches of the
 run's latest checkpoint. Prints JSON lines."""
 import dataclasses, json, sys
-import jax, jax.numpy as jnp, numpy as np
+import jax, jax.numpy as jnp, numpy as np, optax
 from experiments import launch, visualize
 from psrl_jax import training, replay
 from psrl_jax.agents import rainbow
@@ -50,15 +50,12 @@ def main(workdir, batches=8, step=None):
         g_rl, g_aux = enc(rl), enc(aux)
         rows.append([float(jnp.linalg.norm(g_rl)), float(jnp.linalg.norm(g_aux)),
                      float(g_rl @ g_aux / (jnp.linalg.norm(g_rl) * jnp.linalg.norm(g_aux) + 1e-12)),
-                     float(optax_norm(rl)), float(optax_norm(aux))])
+                     float(optax.global_norm(rl)), float(optax.global_norm(aux))])
     r = np.array(rows)
     out.update(enc_rl=r[:, 0].mean(), enc_aux=r[:, 1].mean(), enc_cos=r[:, 2].mean(),
                ratio=(r[:, 1] / r[:, 0]).mean(), all_rl=r[:, 3].mean(), all_aux=r[:, 4].mean())
     CAPTURE[0] = False
     print(json.dumps(out), flush=True)
-
-def optax_norm(t):
-    return jnp.linalg.norm(flat(t))
 
 if __name__ == '__main__':
     for w in sys.argv[1:]:
