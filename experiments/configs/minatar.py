@@ -14,7 +14,9 @@ no_cat, no_aat, no_internal, no_l1. Settings (WORKSPACE_NOTES.md, "MinAtar"):
 - data-efficient as DER/SPR instead of its update every 4 steps and target every 1,000: one update
   per step, noisy nets (std 0.5) with epsilon decaying to 0.01 over the first 5,000 steps; the target
   network an EMA of the online one (tau 0.01 per update);
-- PSRL's lambda_sim 1 instead of SPR's 10 (measured on breakout; spr keeps 10).
+- PSRL's lambda_sim 1 instead of SPR's 10 (measured on breakout; spr keeps 10);
+- one augmentation shift per subsequence for psrl and its ablations, not SPR's one per frame (spr and
+  rainbow keep it): per frame, CAT codes the shift into y and psrl stalls on freeway.
 """
 import ml_collections
 
@@ -60,7 +62,13 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     # 1 it scored 6.43 [5.48, 7.19] and C warped better (c_warp_gain 0.20 against 0.31;
     # results/minatar/switches_30k/). Chosen on breakout alone.
     lambda_sim = 10.0 if preset == 'spr' else 1.0
+    # One shift per subsequence, not SPR's per frame, for psrl and its ablations: per frame, CAT puts
+    # the relative shift into y, AAT cannot predict it (agreement 0.06-0.10) and psrl stalled on
+    # freeway (5 seeds at 100k: 23.27 [20.27, 26.64]); per subsequence AAT agrees (0.58-0.61) and
+    # psrl scored 46.14 [42.86, 48.65] (4 seeds; spr 33.28, rainbow 51.76); breakout tied to 40k,
+    # asterix did not lose (2 seeds) and C's checks held (results/minatar/switches/; WORKSPACE_NOTES.md).
     config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset, lambda_sim=lambda_sim,
+                                     augment_per='frame' if preset in ('rainbow', 'spr') else 'sequence',
                                      max_displacement=2, displacement_penalty=1.0,
                                      correspondence_hidden=16, correspondence_refinement=False,
                                      transition_hidden=16, projection_dim=128)
