@@ -66,7 +66,7 @@ def get_config(preset: str = 'psrl') -> ml_collections.ConfigDict:
     # the relative shift into y, AAT cannot predict it (agreement 0.06-0.10) and psrl stalled on
     # freeway (5 seeds at 100k: 23.27 [20.27, 26.64]); per subsequence AAT agrees (0.53-0.61) and
     # psrl scored 44.77 [41.36, 48.18] (5 seeds; spr 33.28, rainbow 51.76), asterix gained (5 seeds:
-    # 3.26 against 1.88) and C's checks held; breakout tied to 40k but lost at 100k (4 seeds: 10.02
+    # 3.26 against 1.88) and C's checks held; breakout tied to 40k but lost at 100k (5 seeds: 9.69
     # against 14.09). results/minatar/switches/; WORKSPACE_NOTES.md.
     config.psrl = common.psrl_config('none' if preset == 'rainbow' else preset, lambda_sim=lambda_sim,
                                      augment_per='frame' if preset in ('rainbow', 'spr') else 'sequence',
