@@ -9,8 +9,8 @@ with CAT, AAT and the L1 terms off: the external maps over the horizon and the i
 frames augmented as the agent augments them) or on PSRL's whole self-supervised objective as the
 config sets it (--objective=full: L_sim through CAT and AAT, the L1 terms and lambda_c L_c on the
 played actions, no RL loss; so CAT's gradient into C, `cat_flow_gradients`, and `lambda_c` can be
-compared; the target is the online network itself, as in the Atari presets, or with --target_tau an
-EMA of it, as in the MinAtar and DMControl presets), and reports C's checks
+compared; the target is the online network itself, SPR's (the results recorded before 2026-12-06), or
+with --target_tau an EMA of it, as the psrl presets of every suite since then), and reports C's checks
 (diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
 MinAtar; with --objective=full also L_sim's y_shift_cos, diagnostics.similarity_checks) on held-out
 frames of the same episode before and after training (--check_every: also along the way, and the
@@ -51,7 +51,7 @@ flags.DEFINE_integer('check_every', 0, 'Also run the checks every this many step
 flags.DEFINE_integer('batch_size', 8, 'Subsequences per step.')
 flags.DEFINE_float('learning_rate', 3e-3, 'Adam learning rate.')
 flags.DEFINE_float('target_tau', 1.0, "The target network's update weight each step: 1, the online "
-                   'network itself (the Atari presets); below 1, an EMA of it (MinAtar: 0.01).')
+                   "network itself (SPR's); below 1, an EMA of it (the psrl presets: 0.01).")
 flags.DEFINE_integer('seed', 0, 'Seed of the env, the initialisation and the sampling.')
 flags.DEFINE_string('out', None, 'JSON file to write the result to (also printed).')
 config_flags.DEFINE_config_file('config', None, 'The suite config (file:preset) whose objective '

@@ -45,10 +45,21 @@ def test_psrl_has_every_term_and_spr_only_aat(suite):
 
 @pytest.mark.parametrize('suite', sorted(SUITES))
 def test_the_baselines_share_the_rl_agent_and_replay_of_psrl(suite):
-    """spr and the plain baseline differ from psrl only in the auxiliary objective and in how
-    the update is run (DMControl's microbatches, MinAtar's seed loop), as the configs say why."""
+    """spr and the plain baseline differ from psrl only in the auxiliary objective, in how the
+    update is run (DMControl's microbatches, MinAtar's seed loop) and on Atari in the target (SPR's
+    online network; an EMA for PSRL's loss), as the configs say why."""
     psrl_config = flat(SUITES[suite].get_config('psrl'))
     baseline = 'drq' if suite == 'dmc' else 'rainbow'
-    allowed = {'algorithm', 'agent.microbatches', 'seed_loop'} | {k for k in psrl_config if k.startswith('psrl.')}
+    allowed = ({'algorithm', 'agent.microbatches', 'seed_loop'}
+               | {k for k in psrl_config if k.startswith('psrl.')}
+               | ({'agent.target_update_tau'} if suite == 'atari' else set()))
     for preset in ('spr', baseline):
         assert differing(psrl_config, flat(SUITES[suite].get_config(preset))) <= allowed, preset
+
+
+def test_atari_keeps_spr_online_target_for_its_baselines_and_an_ema_for_psrl_loss():
+    assert atari.get_config('rainbow').agent.target_update_tau == 1.0
+    assert atari.get_config('spr').agent.target_update_tau == 1.0
+    for preset in ('psrl', *ABLATIONS):
+        agent = atari.get_config(preset).agent
+        assert agent.target_update_period == 1 and 0 < agent.target_update_tau < 1, preset

@@ -116,6 +116,23 @@ def test_target_is_the_online_network_by_default_and_a_periodic_copy_otherwise()
     assert all(jax.tree.leaves(copied))  # copied after 2
 
 
+def test_an_ema_target_moves_tau_of_the_way_to_the_updated_parameters():
+    """Atari's psrl presets: target' = (1 - tau) target + tau params', every update."""
+    config = make_config('psrl', target_update_tau=0.01)
+    assert not config.target_is_online
+    state = rainbow.init(jax.random.PRNGKey(0), config, (84, 84, 4))
+    start = state.replace(target_params=jax.tree.map(lambda x: x + 0.5, state.target_params))
+    new, _, _ = jax.jit(functools.partial(rainbow.update, config=config))(
+        start, make_batch(config), jnp.ones(8), jax.random.PRNGKey(1))
+    expected = jax.tree.map(lambda t, p: 0.99 * np.asarray(t) + 0.01 * np.asarray(p),
+                            start.target_params, new.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 new.target_params, expected)
+    moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                         new.params, start.params)
+    assert any(jax.tree.leaves(moved))
+
+
 @pytest.mark.parametrize('preset', ['rainbow', 'spr', 'psrl'])
 def test_updates_reduce_the_loss_on_a_fixed_batch(preset):
     config = make_config(preset, learning_rate=1e-3)
