@@ -11,12 +11,11 @@ config sets it (--objective=full: L_sim through CAT and AAT, the L1 terms and la
 played actions, no RL loss; so CAT's gradient into C, `cat_flow_gradients`, and `lambda_c` can be
 compared; the target is the online network itself, SPR's (the default, as the recorded results), or
 with --target_tau an EMA of it, as every suite's psrl preset (Atari's since 2026-12-06)), and reports
-C's checks
-(diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain; c_object_epe on
-MinAtar; with --objective=full also L_sim's y_shift_cos, diagnostics.similarity_checks) on held-out
-frames of the same episode before and after training (--check_every: also along the way, and the
-objective's terms averaged over the steps since the last check, the result's "terms"). The last
-line is one JSON object; --out also saves it.
+C's checks (diagnostics.correspondence_checks: c_shift_epe, c_shift_epe_zero, c_warp_gain;
+c_object_epe on MinAtar; with --objective=full also L_sim's y_shift_cos,
+diagnostics.similarity_checks) on held-out frames of the same episode before and after training
+(--check_every: also along the way, and the objective's terms averaged over the steps since the last
+check, the result's "terms"). The last line is one JSON object; --out also saves it.
 """
 import dataclasses
 import datetime

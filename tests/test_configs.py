@@ -2,34 +2,29 @@
 import pytest
 
 from experiments.configs import atari, dmc, minatar
+from psrl_jax.evaluation import runs as run_folders
 
 SUITES = {'atari': atari, 'dmc': dmc, 'minatar': minatar}
+BASELINES = {'atari': 'rainbow', 'dmc': 'drq', 'minatar': 'rainbow'}   # no auxiliary loss
 ABLATIONS = {'no_cat': 'psrl.cat', 'no_aat': 'psrl.aat', 'no_internal': 'psrl.internal',
              'no_l1': 'psrl.l1'}
 
 
-def flat(config, prefix=''):
-    """{dotted key: value} of a ConfigDict, nested dicts walked."""
-    out = {}
-    for key, value in config.items():
-        if hasattr(value, 'items'):
-            out.update(flat(value, f'{prefix}{key}.'))
-        else:
-            out[f'{prefix}{key}'] = value
-    return out
-
-
-def differing(a, b):
-    return {k for k in a.keys() | b.keys() if a.get(k, '<absent>') != b.get(k, '<absent>')}
+def differing(suite, preset, other):
+    """The dotted keys where two presets' configs differ, as the report names a run's switches."""
+    a, b = [SUITES[suite].get_config(p).to_dict() for p in (preset, other)]
+    # switches() leaves out a setting only one side holds: presets must hold the same settings.
+    assert a.keys() == b.keys() and all(a[k].keys() == b[k].keys() for k in a if isinstance(a[k], dict))
+    return {switch.split('=', 1)[0] for switch in run_folders.switches(a, b)}
 
 
 @pytest.mark.parametrize('suite', sorted(SUITES))
 @pytest.mark.parametrize('ablation', sorted(ABLATIONS))
 def test_an_ablation_is_psrl_with_one_term_off(suite, ablation):
-    psrl_config = flat(SUITES[suite].get_config('psrl'))
-    ablated = flat(SUITES[suite].get_config(ablation))
-    assert differing(psrl_config, ablated) == {'algorithm', ABLATIONS[ablation]}
-    assert psrl_config[ABLATIONS[ablation]] is True and ablated[ABLATIONS[ablation]] is False
+    assert differing(suite, 'psrl', ablation) == {'algorithm', ABLATIONS[ablation]}
+    term = ABLATIONS[ablation].split('.')[1]
+    assert SUITES[suite].get_config('psrl').psrl[term] is True
+    assert SUITES[suite].get_config(ablation).psrl[term] is False
 
 
 @pytest.mark.parametrize('suite', sorted(SUITES))
@@ -39,8 +34,7 @@ def test_psrl_has_every_term_and_spr_only_aat(suite):
     spr = SUITES[suite].get_config('spr').psrl
     assert all(psrl_config[t] for t in terms)
     assert [t for t in terms if spr[t]] == ['aat'] and spr.sim_steps == psrl_config.horizon
-    baseline = 'drq' if suite == 'dmc' else 'rainbow'
-    assert not any(SUITES[suite].get_config(baseline).psrl[t] for t in terms)
+    assert not any(SUITES[suite].get_config(BASELINES[suite]).psrl[t] for t in terms)
 
 
 @pytest.mark.parametrize('suite', sorted(SUITES))
@@ -48,13 +42,11 @@ def test_the_baselines_share_the_rl_agent_and_replay_of_psrl(suite):
     """spr and the plain baseline differ from psrl only in the auxiliary objective, in how the
     update is run (DMControl's microbatches, MinAtar's seed loop) and on Atari in the target (SPR's
     online network; an EMA for PSRL's loss), as the configs say why."""
-    psrl_config = flat(SUITES[suite].get_config('psrl'))
-    baseline = 'drq' if suite == 'dmc' else 'rainbow'
     allowed = ({'algorithm', 'agent.microbatches', 'seed_loop'}
-               | {k for k in psrl_config if k.startswith('psrl.')}
+               | {f'psrl.{k}' for k in SUITES[suite].get_config('psrl').psrl}
                | ({'agent.target_update_tau'} if suite == 'atari' else set()))
-    for preset in ('spr', baseline):
-        assert differing(psrl_config, flat(SUITES[suite].get_config(preset))) <= allowed, preset
+    for preset in ('spr', BASELINES[suite]):
+        assert differing(suite, 'psrl', preset) <= allowed, preset
 
 
 def test_atari_keeps_spr_online_target_for_its_baselines_and_an_ema_for_psrl_loss():

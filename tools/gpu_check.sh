@@ -11,9 +11,10 @@
 # Settings (environment): BUDGET_S, seconds for the whole script (default 540); BENCH_S, at most this
 # many of them for the benchmark (default 240; 0 skips it); PRESET (psrl), GAME (Breakout), SEEDS (1)
 # and FLAGS (more launcher flags, e.g. SPR's online target for psrl:
-# FLAGS=--config.agent.target_update_tau=1.0) of the training run, which gets what is left less 80 s. Writes to $OUT (at most 8 files come back):
-# benchmark.json and benchmark.log, train.log, and the run's config.json, metrics.csv, eval.csv and,
-# if it finished, summary.json. Save them under results/ with the device and commit.
+# FLAGS=--config.agent.target_update_tau=1.0) of the training run, which gets what is left less 80 s.
+# Writes to $OUT (at most 8 files come back): benchmark.json and benchmark.log, train.log, and the
+# run's config.json, metrics.csv, eval.csv and, if it finished, summary.json. Save them under
+# results/ with the device and commit.
 set -uo pipefail
 out=${OUT:?set OUT to the folder the results go to}
 python=${PYTHON:-python3}
