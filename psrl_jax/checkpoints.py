@@ -151,6 +151,24 @@ class Checkpoints:
             host=ocp.args.StandardRestore(abstract(host)), meta=ocp.args.JsonRestore()))
         return restored['carry'], restored['host']
 
+    def restore_step(self, step: Optional[int], carry: Any, host: Dict[str, np.ndarray]):
+        """(carry, host) of checkpoint `step` (None: the newest), read-only, for analysis: UsageError
+        when there is none, none at that step, or it fails its checksums or cannot be read."""
+        steps = sorted(self.manager.all_steps())
+        if not steps:
+            raise UsageError(f'{os.path.dirname(self.directory)} has no checkpoint')
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise UsageError(f'{os.path.dirname(self.directory)} has no checkpoint at step {step} '
+                             f'(it has {", ".join(map(str, steps))})')
+        reason = self._damaged(step)
+        if reason is None:
+            try:
+                return self.restore(step, carry, host)
+            except Exception as err:  # pylint: disable=broad-except
+                reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
+        raise UsageError(f'checkpoint {step} in {self.directory} is unreadable ({reason})')
+
     def restore_latest(self, carry: Any, host: Dict[str, np.ndarray]):
         """The newest readable checkpoint as (carry, host), or None when there is none.
 

@@ -131,18 +131,16 @@ def load_checkpoint(workdir: str, agent: Agent, num_seeds: int, observation_shap
     """(carry, host) of a run's checkpoint (the latest unless `step`), e.g. to analyse a trained agent.
 
     The agent must be built from the run's config.json as the launcher does. Raises UsageError when
-    the run has no checkpoint.
+    the run has no checkpoint, none at `step`, or that one is unreadable.
     """
     frame_shape = tuple(observation_shape[:2]) + (frame_channels,)
     carry = jax.eval_shape(lambda: init_carry(agent, seed_keys(0, num_seeds), frame_shape))
     checkpoints = Checkpoints(workdir, max_to_keep=None, read_only=True)
-    step = checkpoints.latest_step() if step is None else step
-    if step is None:
-        raise UsageError(f'{workdir} has no checkpoint')
-    carry, host = checkpoints.restore(step, carry, host_template(agent, num_seeds,
-                                                                  observation_shape))
-    checkpoints.close()
-    return carry, host
+    try:
+        return checkpoints.restore_step(step, carry, host_template(agent, num_seeds,
+                                                                   observation_shape))
+    finally:
+        checkpoints.close()
 
 
 def _seed_update(agent: Agent) -> Callable:

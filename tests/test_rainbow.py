@@ -1,5 +1,6 @@
 """Rainbow pieces: C51 projection, schedules, policies, target handling, the double-Q C51 loss, its
 priorities and the auxiliary objective's inputs against independent references, and learning."""
+import dataclasses
 import functools
 
 import jax
@@ -131,6 +132,44 @@ def test_an_ema_target_moves_tau_of_the_way_to_the_updated_parameters():
     moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
                          new.params, start.params)
     assert any(jax.tree.leaves(moved))
+
+
+def test_term_gradients_are_each_terms_share_of_the_learners_gradient():
+    """rainbow.term_gradients (experiments.gradient_shares): L_sim's and L_c's parts against the
+    standalone objective (psrl.psrl_loss) with only that term, the C51 loss's reaching only the
+    encoder and the head, and the parts adding up to the gradient `update` steps along."""
+    config = make_config('psrl', exact=True, target_update_tau=0.01)
+    pc, seq = config.psrl, config.psrl.sequence_length
+    state = rainbow.init(jax.random.PRNGKey(0), config, (84, 84, 4))
+    state = state.replace(target_params=jax.tree.map(lambda x: 0.9 * x, state.target_params))
+    batch = make_batch(config)
+    weights = jnp.linspace(0.2, 1.0, 8)
+    key = jax.random.PRNGKey(5)
+    parts = jax.jit(functools.partial(rainbow.term_gradients, config=config))(
+        state, batch, weights, key)
+    sequences = psrl.PSRLBatch(batch.observation[:, :seq], batch.action[:, :seq - 1],
+                               batch.same_episode[:, :seq])
+
+    def only(objective):
+        loss = lambda p: jnp.sum(weights * psrl.psrl_loss(p, state.target_params, sequences, key,
+                                                          objective)[0]) / 8
+        return jax.grad(loss)(state.params)
+
+    expected = {'c': only(dataclasses.replace(pc, cat=False, aat=False, l1=False)),
+                'sim': only(dataclasses.replace(pc, lambda_c=0.0))}
+    for term, tree in expected.items():
+        assert optax.global_norm(tree['encoder']) > 0, term
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-6),
+                     parts[term], tree)
+    assert optax.global_norm(parts['sim']['conv1x1']) > 0
+    assert optax.global_norm(parts['c']['correspondence']) > 0
+    for group in parts['rl']:
+        reached = float(optax.global_norm(parts['rl'][group])) > 0
+        assert reached == (group in ('encoder', 'q_head')), group
+    update = jax.jit(functools.partial(rainbow.update, config=config))
+    _, _, metrics = update(state, batch, weights, key)
+    total = jax.tree.map(lambda *xs: sum(xs), *parts.values())
+    np.testing.assert_allclose(float(optax.global_norm(total)), float(metrics['grad_norm']), rtol=1e-4)
 
 
 @pytest.mark.parametrize('preset', ['rainbow', 'spr', 'psrl'])

@@ -1,10 +1,12 @@
 """psrl_jax.visualization against hand-worked Middlebury colours and an independent per-pixel port
-of the Middlebury code; experiments.visualize on a tiny run made by the launcher, and bad input."""
+of the Middlebury code; experiments.visualize and experiments.gradient_shares on a tiny run made by
+the launcher, and bad input."""
 import dataclasses
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ import pytest
 from psrl_jax import psrl, visualization
 
 import numpy_reference
+import run_dirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'
@@ -241,3 +244,60 @@ def test_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, case, needle):
     assert 'Traceback' not in result.stderr
     if case == 'no_checkpoint':
         assert os.listdir(tmp_path / 'fresh') == ['config.json']    # nothing written
+
+
+# experiments.gradient_shares on the same run -----------------------------------------------------
+
+GROUPS = {'encoder', 'q_head', 'correspondence', 'conv1x1', 'projection', 'predictor', 'transition'}
+
+
+def test_gradient_shares_of_a_trained_run(trained_run, tmp_path):
+    out = tmp_path / 'shares.json'
+    result = run('gradient_shares', f'--workdir={trained_run}', '--batches=2', f'--out={out}',
+                 timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record == json.loads(out.read_text())
+    assert record['step'] == 240 and record['updates'] > 0 and record['batches'] == 2
+    norms = record['norms']
+    assert set(norms) == GROUPS
+    # which term reaches which module: the head only the C51 loss, C's scalars only L_c and, through
+    # CAT's warp, L_sim; the shared encoder all three. The L_sim and L_c parts are differences of
+    # gradients (rainbow.term_gradients): where a term does not reach, only rounding is left.
+    rounding = 1e-6 * max(max(n.values()) for n in norms.values())
+    assert norms['q_head']['rl'] > 0 and max(norms['q_head']['sim'], norms['q_head']['c']) < rounding
+    assert norms['correspondence']['rl'] == 0 and norms['correspondence']['c'] > rounding
+    assert norms['conv1x1']['rl'] == 0 and norms['conv1x1']['c'] < rounding < norms['conv1x1']['sim']
+    assert min(norms['encoder'].values()) > 0
+    assert -1 <= record['encoder_cos_c_rest'] <= 1
+    assert 'encoder' in result.stdout and "cosine of L_c's encoder gradient" in result.stdout
+
+
+def dmc(record):
+    record['flags']['env'] = 'cheetah-run'
+
+
+@pytest.mark.parametrize('case,needle', [
+    ('no_checkpoint', 'has no checkpoint'),
+    ('no_such_step', 'has no checkpoint at step 7 (it has 240)'),
+    ('corrupt', 'is unreadable'),
+    ('dmc', 'not of the Rainbow agent'),
+    ('bad_batches', '--batches must be >= 1'),
+])
+def test_gradient_shares_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, case, needle):
+    workdir = trained_run
+    if case == 'corrupt':
+        workdir = tmp_path / 'corrupt'
+        shutil.copytree(trained_run, workdir)
+        data = next(p for p in sorted((workdir / 'checkpoints' / '240').rglob('*'))
+                    if p.is_file() and p.stat().st_size > 1000)
+        data.write_bytes(b'\0' * data.stat().st_size)
+    elif case in ('no_checkpoint', 'dmc'):
+        workdir = copy_config(trained_run, tmp_path / case, dmc if case == 'dmc' else None)
+    before = run_dirs.snapshot(workdir)
+    args = {'no_such_step': ['--step=7'], 'bad_batches': ['--batches=0']}.get(case, [])
+    result = run('gradient_shares', f'--workdir={workdir}', *args, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: ') and needle in lines[0], result.stderr
+    assert run_dirs.snapshot(workdir) == before

@@ -157,14 +157,11 @@ def priorities(target_distribution: jnp.ndarray, log_probabilities: jnp.ndarray)
     return jnp.clip(divergence, _PRIORITY_FLOOR, 1.0 / _PRIORITY_FLOOR)
 
 
-def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
-           config: RainbowConfig) -> Tuple[RainbowState, jnp.ndarray, Dict[str, jnp.ndarray]]:
-    """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
-
-    weights: importance weights [B]. Returns the new state, the new priorities [B] (`priorities`:
-    the KL divergence of the C51 target from the prediction, as SPR) and the metrics (loss_rl,
-    loss_sim, loss_c, PSRL terms, q_mean, grad_norm).
-    """
+def gradients(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
+              config: RainbowConfig) -> Tuple[Any, jnp.ndarray, Dict[str, jnp.ndarray]]:
+    """The learner's gradient on a replay batch (replay.Batch with T >= psrl.sequence_length) of
+    sum_b weights_b (C51 cross-entropy + lambda_sim L_sim + lambda_c L_c) / B, weights [B] the
+    importance weights. Returns (grads, new priorities [B], metrics): `update` steps along it."""
     pc = config.psrl
     seq = pc.sequence_length
     key_aug, key_next_aug, key_online, key_next, key_target = jax.random.split(key, 5)
@@ -215,8 +212,31 @@ def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
         return loss, (priorities(target_distribution, log_probabilities), metrics)
 
     data = (observations, target_distribution, weights, batch.action, batch.same_episode)
-    grads, new_priorities, metrics = microbatched_grad(loss_fn, state.params, data,
-                                                       config.microbatches)
+    return microbatched_grad(loss_fn, state.params, data, config.microbatches)
+
+
+def term_gradients(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
+                   config: RainbowConfig) -> Dict[str, Any]:
+    """`gradients` split by term: {'rl', 'sim', 'c'}, the C51 loss's, lambda_sim L_sim's and
+    lambda_c L_c's (each a pytree like params; they add up to the learner's gradient). The loss is
+    linear in the weights, so with the same batch and key the 'c' part is the gradient less the one
+    with lambda_c = 0, and 'sim' that one less the one with lambda_sim = 0 too."""
+    without = lambda **zero: dataclasses.replace(config, psrl=dataclasses.replace(config.psrl, **zero))
+    full, no_c, rl = (gradients(state, batch, weights, key, c)[0] for c in (
+        config, without(lambda_c=0.0), without(lambda_c=0.0, lambda_sim=0.0)))
+    return {'rl': rl, 'sim': jax.tree.map(jnp.subtract, no_c, rl),
+            'c': jax.tree.map(jnp.subtract, full, no_c)}
+
+
+def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
+           config: RainbowConfig) -> Tuple[RainbowState, jnp.ndarray, Dict[str, jnp.ndarray]]:
+    """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
+
+    weights: importance weights [B]. Returns the new state, the new priorities [B] (`priorities`:
+    the KL divergence of the C51 target from the prediction, as SPR) and the metrics (loss_rl,
+    loss_sim, loss_c, PSRL terms, q_mean, grad_norm).
+    """
+    grads, new_priorities, metrics = gradients(state, batch, weights, key, config)
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1
