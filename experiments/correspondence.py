@@ -19,8 +19,6 @@ check, the result's "terms"). The last line is one JSON object; --out also saves
 """
 import dataclasses
 import datetime
-import json
-import os
 import sys
 import time
 
@@ -189,12 +187,7 @@ def main(argv):
     except UsageError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
-    line = json.dumps(result)
-    if FLAGS.out:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-        with open(FLAGS.out, 'w') as f:
-            f.write(line + '\n')
-    print(line)
+    launch.print_json(result, FLAGS.out)
 
 
 if __name__ == '__main__':

@@ -13,8 +13,6 @@ gradient on a shared weight is a small share of it barely moves that weight (WOR
 against ground truth"). Runs of the Rainbow agent (Atari, MinAtar). Bad input prints one line
 'error: ...' and exits 2.
 """
-import json
-import os
 import sys
 
 import jax
@@ -59,8 +57,7 @@ def shares(workdir: str, step, batches: int, seed_index: int) -> dict:
     env = launch.make_eval_env(suite, record['flags']['env'], 1, int(record['flags']['seed']))
     try:
         agent = rebuild_agent(record, suite, env)
-        agent_config = rainbow.RainbowConfig(psrl=launch.objective(config, env, suite),
-                                             **launch.agent_settings(config))
+        agent_config = launch.rainbow_config(suite, config, env)
         carry, host = training.load_checkpoint(workdir, agent, num_seeds, env.observation_shape,
                                                env.frame_channels, step)
     finally:
@@ -108,12 +105,7 @@ def main(argv):
         print(f'{group:16s} {norms["rl"]:10.3e} {norms["sim"]:12.3e} {norms["c"]:10.3e}')
     print(f'cosine of L_c\'s encoder gradient with the other terms\': '
           f'{result["encoder_cos_c_rest"]:.3f}')
-    line = json.dumps(result)
-    if FLAGS.out:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-        with open(FLAGS.out, 'w') as f:
-            f.write(line + '\n')
-    print(line)
+    launch.print_json(result, FLAGS.out)
 
 
 if __name__ == '__main__':

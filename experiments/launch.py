@@ -195,6 +195,22 @@ def make_eval_env(suite: str, name: str, num_envs: int, seed: int):
     return make_dmc(name, num_envs, seed)
 
 
+def rainbow_config(suite: str, config, env) -> rainbow.RainbowConfig:
+    """The Rainbow agent's settings (Atari, MinAtar) from a suite config, as build_agent makes them."""
+    return rainbow.RainbowConfig(psrl=objective(config, env, suite), **agent_settings(config))
+
+
+def print_json(result: dict, out) -> None:
+    """Prints `result` as one JSON line and, when `out` is set, writes that line to the file `out`
+    (its folders made): the last line of the analysis scripts (correspondence, gradient_shares)."""
+    line = json.dumps(result)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, 'w') as f:
+            f.write(line + '\n')
+    print(line)
+
+
 def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.Agent:
     """The agent of a config for an env: SPR's Rainbow on Atari and MinAtar, DrQ's SAC on DMControl."""
     batch, chunks = config.replay.batch_size, config.agent.microbatches
@@ -202,9 +218,7 @@ def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.
         raise UsageError(f'--config.replay.batch_size={batch} must be a multiple of '
                          f'--config.agent.microbatches={chunks} (a positive integer)')
     if suite in ('atari', 'minatar'):
-        agent_config = rainbow.RainbowConfig(psrl=objective(config, env, suite),
-                                             **agent_settings(config))
-        return assemble_agent(config, rainbow, agent_config, env, loop)
+        return assemble_agent(config, rainbow, rainbow_config(suite, config, env), env, loop)
     agent_config = sac.SACConfig(psrl=objective(config, env, 'dmc'),
                                  random_steps=loop.agent_steps(loop.learning_starts),
                                  **agent_settings(config))

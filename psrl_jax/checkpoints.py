@@ -151,6 +151,16 @@ class Checkpoints:
             host=ocp.args.StandardRestore(abstract(host)), meta=ocp.args.JsonRestore()))
         return restored['carry'], restored['host']
 
+    def _read(self, step: int, carry: Any, host: Dict[str, np.ndarray]):
+        """(restore's (carry, host), None), or (None, why checkpoint `step` cannot be read)."""
+        reason = self._damaged(step)
+        if reason is None:
+            try:
+                return self.restore(step, carry, host), None
+            except Exception as err:  # pylint: disable=broad-except
+                reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
+        return None, reason
+
     def restore_step(self, step: Optional[int], carry: Any, host: Dict[str, np.ndarray]):
         """(carry, host) of checkpoint `step` (None: the newest), read-only, for analysis: UsageError
         when there is none, none at that step, or it fails its checksums or cannot be read."""
@@ -161,13 +171,10 @@ class Checkpoints:
         if step not in steps:
             raise UsageError(f'{os.path.dirname(self.directory)} has no checkpoint at step {step} '
                              f'(it has {", ".join(map(str, steps))})')
-        reason = self._damaged(step)
-        if reason is None:
-            try:
-                return self.restore(step, carry, host)
-            except Exception as err:  # pylint: disable=broad-except
-                reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
-        raise UsageError(f'checkpoint {step} in {self.directory} is unreadable ({reason})')
+        restored, reason = self._read(step, carry, host)
+        if reason is not None:
+            raise UsageError(f'checkpoint {step} in {self.directory} is unreadable ({reason})')
+        return restored
 
     def restore_latest(self, carry: Any, host: Dict[str, np.ndarray]):
         """The newest readable checkpoint as (carry, host), or None when there is none.
@@ -179,12 +186,7 @@ class Checkpoints:
         steps = sorted(self.manager.all_steps(), reverse=True)
         corrupt = []
         for step in steps:
-            reason = self._damaged(step)
-            if reason is None:
-                try:
-                    restored = self.restore(step, carry, host)
-                except Exception as err:  # pylint: disable=broad-except
-                    reason = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
+            restored, reason = self._read(step, carry, host)
             if reason is not None:
                 print(f'warning: checkpoint {step} in {self.directory} is unreadable ({reason})',
                       file=sys.stderr, flush=True)
