@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import numpy_reference as ref
+from jit_checks import check_jit_and_vmap
 from psrl_jax import losses
 
 ATOL = 1e-5
@@ -370,34 +371,20 @@ def test_paired_similarity_gradients(drop_tr, drop_pr, drop_z):
 # jit and vmap agree with the plain call
 
 
-def _check_jit_and_vmap(fn, *args):
-    """fn over arrays [B, ...] -> [B]: jit(fn) == fn; vmap over an extra leading axis == loop.
-
-    The loop reuses jit(fn) (same shapes, one compile) once it is shown equal to the plain call.
-    """
-    plain = np.asarray(fn(*args))
-    jitted = jax.jit(fn)
-    np.testing.assert_allclose(jitted(*args), plain, atol=1e-6, rtol=1e-6)
-    stacked = [jnp.stack([a, a[::-1]]) for a in args]
-    batched = np.asarray(jax.jit(jax.vmap(fn))(*stacked))
-    looped = np.stack([np.asarray(jitted(*[s[i] for s in stacked])) for i in range(2)])
-    np.testing.assert_allclose(batched, looped, atol=1e-6, rtol=1e-6)
-
-
 def test_jit_and_vmap_agree_with_plain_calls():
     rng = _rng(12)
     a, b = jnp.asarray(_normal(rng, (2, 5, 4, 3))), jnp.asarray(_normal(rng, (2, 5, 4, 3)))
     flow = jnp.asarray(_normal(rng, (2, 5, 4, 2), 1.5))
-    _check_jit_and_vmap(losses.photometric_loss, a, b, flow)
-    _check_jit_and_vmap(losses.smoothness_loss, flow)
-    _check_jit_and_vmap(lambda p, q, f: losses.reconstruction_loss(p, q, f, 0.3), a, b, flow)
-    _check_jit_and_vmap(losses.cosine_similarity_loss, a, b)
-    _check_jit_and_vmap(losses.l1_loss, a, b)
-    _check_jit_and_vmap(losses.paired_similarity_loss,
-                        *[jnp.asarray(x) for x in _paired_inputs(13, batch=2)])
+    check_jit_and_vmap(losses.photometric_loss, a, b, flow)
+    check_jit_and_vmap(losses.smoothness_loss, flow)
+    check_jit_and_vmap(lambda p, q, f: losses.reconstruction_loss(p, q, f, 0.3), a, b, flow)
+    check_jit_and_vmap(losses.cosine_similarity_loss, a, b)
+    check_jit_and_vmap(losses.l1_loss, a, b)
+    check_jit_and_vmap(losses.paired_similarity_loss,
+                       *[jnp.asarray(x) for x in _paired_inputs(13, batch=2)])
     frames, external, internal = [jnp.asarray(x) for x in _correspondence_inputs(14, batch=2)]
     same = jnp.asarray(np.array([[True, True, True, False], [True, True, True, True]]))
-    _check_jit_and_vmap(lambda f, e, i, s: losses.correspondence_loss(f, e, i, s, 0.2),
-                        frames, external, internal, same)
-    _check_jit_and_vmap(lambda f, e, s: losses.correspondence_loss(f, e, None, s, 0.2),
-                        frames, external, same)
+    check_jit_and_vmap(lambda f, e, i, s: losses.correspondence_loss(f, e, i, s, 0.2),
+                       frames, external, internal, same)
+    check_jit_and_vmap(lambda f, e, s: losses.correspondence_loss(f, e, None, s, 0.2),
+                       frames, external, same)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import numpy_reference as ref
+from jit_checks import check_jit_and_vmap
 from psrl_jax import transforms
 
 ATOL = 1e-5
@@ -339,31 +340,17 @@ def test_downsampled_flow_keeps_its_motion_in_the_coarser_cells():
 # jit and vmap agree with the plain call
 
 
-def _check_jit_and_vmap(fn, *args):
-    """fn over arrays [B, ...]: jit(fn) == fn, and vmap over an extra leading axis == a loop.
-
-    The loop reuses jit(fn) (same shapes, one compile) once it is shown equal to the plain call.
-    """
-    plain = np.asarray(fn(*args))
-    jitted = jax.jit(fn)
-    np.testing.assert_allclose(jitted(*args), plain, atol=1e-6, rtol=1e-6)
-    stacked = [jnp.stack([a, 0.5 * a + 0.25]) for a in args]
-    batched = np.asarray(jax.jit(jax.vmap(fn))(*stacked))
-    looped = np.stack([np.asarray(jitted(*[s[i] for s in stacked])) for i in range(2)])
-    np.testing.assert_allclose(batched, looped, atol=1e-6, rtol=1e-6)
-
-
 def test_jit_and_vmap_agree_with_plain_calls():
     rng = _rng(21)
     z_a, z_b = jnp.asarray(_normal(rng, (2, 4, 5, 3))), jnp.asarray(_normal(rng, (2, 4, 5, 3)))
-    _check_jit_and_vmap(lambda a, b: transforms.correlation_volume(a, b, 2), z_a, z_b)
+    check_jit_and_vmap(lambda a, b: transforms.correlation_volume(a, b, 2), z_a, z_b)
     volume = jnp.asarray(_normal(rng, (2, 4, 5, 9)))
-    _check_jit_and_vmap(lambda v: transforms.flow_from_volume(v, 1, 2.0), volume)
+    check_jit_and_vmap(lambda v: transforms.flow_from_volume(v, 1, 2.0), volume)
     image = jnp.asarray(_normal(rng, (2, 5, 6, 3)))
     flow = jnp.asarray(1.5 * _normal(rng, (2, 5, 6, 2)))
-    _check_jit_and_vmap(transforms.warp, image, flow)
+    check_jit_and_vmap(transforms.warp, image, flow)
     small = jnp.asarray(_normal(rng, (2, 3, 4, 2)))
-    _check_jit_and_vmap(lambda f: transforms.upsample_flow(f, 9, 8), small)
+    check_jit_and_vmap(lambda f: transforms.upsample_flow(f, 9, 8), small)
 
 
 def test_random_augmentations_under_jit_and_vmap():
