@@ -195,9 +195,15 @@ def make_eval_env(suite: str, name: str, num_envs: int, seed: int):
     return make_dmc(name, num_envs, seed)
 
 
-def rainbow_config(suite: str, config, env) -> rainbow.RainbowConfig:
-    """The Rainbow agent's settings (Atari, MinAtar) from a suite config, as build_agent makes them."""
-    return rainbow.RainbowConfig(psrl=objective(config, env, suite), **agent_settings(config))
+def agent_config(suite: str, config, env, loop: training.LoopConfig):
+    """(module, settings) of a suite config's agent, as build_agent makes them: rainbow and its
+    RainbowConfig on Atari and MinAtar, sac and its SACConfig on DMControl."""
+    if suite in ('atari', 'minatar'):
+        return rainbow, rainbow.RainbowConfig(psrl=objective(config, env, suite),
+                                              **agent_settings(config))
+    return sac, sac.SACConfig(psrl=objective(config, env, 'dmc'),
+                              random_steps=loop.agent_steps(loop.learning_starts),
+                              **agent_settings(config))
 
 
 def print_json(result: dict, out) -> None:
@@ -217,12 +223,7 @@ def build_agent(suite: str, config, env, loop: training.LoopConfig) -> training.
     if chunks < 1 or batch % chunks:
         raise UsageError(f'--config.replay.batch_size={batch} must be a multiple of '
                          f'--config.agent.microbatches={chunks} (a positive integer)')
-    if suite in ('atari', 'minatar'):
-        return assemble_agent(config, rainbow, rainbow_config(suite, config, env), env, loop)
-    agent_config = sac.SACConfig(psrl=objective(config, env, 'dmc'),
-                                 random_steps=loop.agent_steps(loop.learning_starts),
-                                 **agent_settings(config))
-    return assemble_agent(config, sac, agent_config, env, loop)
+    return assemble_agent(config, *agent_config(suite, config, env, loop), env, loop)
 
 
 def run_record() -> dict:

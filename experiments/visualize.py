@@ -64,17 +64,21 @@ def read_run(workdir: str) -> dict:
     return record
 
 
-def rebuild_agent(record: dict, suite: str, env) -> training.Agent:
-    """The run's agent, built as its launcher does from the resolved config."""
+def run_loop(record: dict, env) -> training.LoopConfig:
+    """The run's loop settings, from its flags."""
     run_flags = record['flags']
-    config = ml_collections.ConfigDict(record['config'])
-    loop = training.LoopConfig(
+    return training.LoopConfig(
         env=run_flags['env'], seed=run_flags['seed'], total_steps=run_flags['total_steps'],
         learning_starts=run_flags['learning_starts'], eval_episodes=run_flags['eval_episodes'],
         eval_every=run_flags['eval_every'], log_every=run_flags['log_every'],
         checkpoint_every=run_flags['checkpoint_every'], num_seeds=run_flags['num_seeds'],
         action_repeat=env.action_repeat)
-    return launch.build_agent(suite, config, env, loop)
+
+
+def rebuild_agent(record: dict, suite: str, env) -> training.Agent:
+    """The run's agent, built as its launcher does from the resolved config."""
+    return launch.build_agent(suite, ml_collections.ConfigDict(record['config']), env,
+                              run_loop(record, env))
 
 
 def consecutive_observations(env, count: int, warmup: int, seed: int) -> np.ndarray:

@@ -218,13 +218,34 @@ def test_bad_input_is_one_line_and_leaves_the_workdir_as_it_was(case, bad_input_
         assert snapshot(workdir) == before
 
 
-def test_dmc_smoke_run_writes_the_contract_files(tmp_path):
-    workdir = str(tmp_path / 'cartpole')
+@pytest.fixture(scope='module')
+def dmc_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp('dmc') / 'cartpole')
     result = launch('train_dmc', *DMC, '--total_steps=2000', f'--workdir={workdir}')
     assert result.returncode == 0, result.stderr[-3000:]
-    _, evals, _ = check_run(workdir, [504, 1000, 1504, 2000], 'psrl', 'cartpole-swingup',
+    return workdir
+
+
+def test_dmc_smoke_run_writes_the_contract_files(dmc_run):
+    _, evals, _ = check_run(dmc_run, [504, 1000, 1504, 2000], 'psrl', 'cartpole-swingup',
                             hns_expected=False)
     assert [int(r['step']) for r in evals] == [1000, 2000]
+
+
+def test_gradient_shares_splits_a_dmc_runs_critic_gradient(dmc_run):
+    """experiments.gradient_shares on SAC (tests/test_visualization.py has it on Rainbow): which
+    term reaches which module. The actor has its own optimizer and is not among the groups."""
+    result = launch('gradient_shares', f'--workdir={dmc_run}', '--batches=1', timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record['rl_loss'] == 'critic TD' and record['step'] == 2000 // 8 and record['updates'] > 0
+    norms = record['norms']
+    assert {'encoder', 'critic', 'correspondence', 'transition'} <= set(norms) and 'actor' not in norms
+    rounding = 1e-6 * max(max(n.values()) for n in norms.values())
+    assert norms['critic']['rl'] > 0 and max(norms['critic']['sim'], norms['critic']['c']) < rounding
+    assert norms['correspondence']['rl'] == 0 and norms['correspondence']['c'] > rounding
+    assert min(norms['encoder'].values()) > 0
+    assert 'RL (critic TD)' in result.stdout
 
 
 def test_a_run_from_before_a_new_psrl_setting_resumes_at_its_default(tmp_path):

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from psrl_jax import networks, psrl, replay
-from psrl_jax.agents import rainbow
+from psrl_jax.agents import rainbow, terms
 
 SMALL_PSRL = dict(horizon=2, max_displacement=1, projection_dim=16, correspondence_hidden=8,
                   transition_hidden=8)
@@ -135,9 +135,10 @@ def test_an_ema_target_moves_tau_of_the_way_to_the_updated_parameters():
 
 
 def test_term_gradients_are_each_terms_share_of_the_learners_gradient():
-    """rainbow.term_gradients (experiments.gradient_shares): L_sim's and L_c's parts against the
-    standalone objective (psrl.psrl_loss) with only that term, the C51 loss's reaching only the
-    encoder and the head, and the parts adding up to the gradient `update` steps along."""
+    """terms.term_gradients of rainbow.gradients (experiments.gradient_shares): L_sim's and L_c's
+    parts against the standalone objective (psrl.psrl_loss) with only that term, the C51 loss's
+    reaching only the encoder and the head, and the parts adding up to the gradient `update` steps
+    along."""
     config = make_config('psrl', exact=True, target_update_tau=0.01)
     pc, seq = config.psrl, config.psrl.sequence_length
     state = rainbow.init(jax.random.PRNGKey(0), config, (84, 84, 4))
@@ -145,7 +146,7 @@ def test_term_gradients_are_each_terms_share_of_the_learners_gradient():
     batch = make_batch(config)
     weights = jnp.linspace(0.2, 1.0, 8)
     key = jax.random.PRNGKey(5)
-    parts = jax.jit(functools.partial(rainbow.term_gradients, config=config))(
+    parts = jax.jit(functools.partial(terms.term_gradients, rainbow.gradients, config=config))(
         state, batch, weights, key)
     sequences = psrl.PSRLBatch(batch.observation[:, :seq], batch.action[:, :seq - 1],
                                batch.same_episode[:, :seq])

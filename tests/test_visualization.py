@@ -259,11 +259,12 @@ def test_gradient_shares_of_a_trained_run(trained_run, tmp_path):
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record == json.loads(out.read_text())
     assert record['step'] == 240 and record['updates'] > 0 and record['batches'] == 2
+    assert record['rl_loss'] == 'C51' and 'RL (C51)' in result.stdout
     norms = record['norms']
     assert set(norms) == GROUPS
     # which term reaches which module: the head only the C51 loss, C's scalars only L_c and, through
     # CAT's warp, L_sim; the shared encoder all three. The L_sim and L_c parts are differences of
-    # gradients (rainbow.term_gradients): where a term does not reach, only rounding is left.
+    # gradients (terms.term_gradients): where a term does not reach, only rounding is left.
     rounding = 1e-6 * max(max(n.values()) for n in norms.values())
     assert norms['q_head']['rl'] > 0 and max(norms['q_head']['sim'], norms['q_head']['c']) < rounding
     assert norms['correspondence']['rl'] == 0 and norms['correspondence']['c'] > rounding
@@ -273,15 +274,10 @@ def test_gradient_shares_of_a_trained_run(trained_run, tmp_path):
     assert 'encoder' in result.stdout and "cosine of L_c's encoder gradient" in result.stdout
 
 
-def dmc(record):
-    record['flags']['env'] = 'cheetah-run'
-
-
 @pytest.mark.parametrize('case,needle', [
     ('no_checkpoint', 'has no checkpoint'),
     ('no_such_step', 'has no checkpoint at step 7 (it has 240)'),
     ('corrupt', 'is unreadable'),
-    ('dmc', 'not of the Rainbow agent'),
     ('bad_batches', '--batches must be >= 1'),
 ])
 def test_gradient_shares_bad_input_is_one_line_and_exit_2(trained_run, tmp_path, case, needle):
@@ -292,8 +288,8 @@ def test_gradient_shares_bad_input_is_one_line_and_exit_2(trained_run, tmp_path,
         data = next(p for p in sorted((workdir / 'checkpoints' / '240').rglob('*'))
                     if p.is_file() and p.stat().st_size > 1000)
         data.write_bytes(b'\0' * data.stat().st_size)
-    elif case in ('no_checkpoint', 'dmc'):
-        workdir = copy_config(trained_run, tmp_path / case, dmc if case == 'dmc' else None)
+    elif case == 'no_checkpoint':
+        workdir = copy_config(trained_run, tmp_path / case)
     before = run_dirs.snapshot(workdir)
     args = {'no_such_step': ['--step=7'], 'bad_batches': ['--batches=0']}.get(case, [])
     result = run('gradient_shares', f'--workdir={workdir}', *args, timeout=300)

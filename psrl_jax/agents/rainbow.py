@@ -215,19 +215,6 @@ def gradients(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKe
     return microbatched_grad(loss_fn, state.params, data, config.microbatches)
 
 
-def term_gradients(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
-                   config: RainbowConfig) -> Dict[str, Any]:
-    """`gradients` split by term: {'rl', 'sim', 'c'}, the C51 loss's, lambda_sim L_sim's and
-    lambda_c L_c's (each a pytree like params; they add up to the learner's gradient). The loss is
-    linear in the weights, so with the same batch and key the 'c' part is the gradient less the one
-    with lambda_c = 0, and 'sim' that one less the one with lambda_sim = 0 too."""
-    without = lambda **zero: dataclasses.replace(config, psrl=dataclasses.replace(config.psrl, **zero))
-    full, no_c, rl = (gradients(state, batch, weights, key, c)[0] for c in (
-        config, without(lambda_c=0.0), without(lambda_c=0.0, lambda_sim=0.0)))
-    return {'rl': rl, 'sim': jax.tree.map(jnp.subtract, no_c, rl),
-            'c': jax.tree.map(jnp.subtract, full, no_c)}
-
-
 def update(state: RainbowState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
            config: RainbowConfig) -> Tuple[RainbowState, jnp.ndarray, Dict[str, jnp.ndarray]]:
     """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).

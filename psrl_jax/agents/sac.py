@@ -140,20 +140,18 @@ def soft_target(state: SACState, next_observations: jnp.ndarray, returns: jnp.nd
     return jax.lax.stop_gradient(returns + discount * soft_value)
 
 
-def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
-           config: SACConfig) -> Tuple[SACState, jnp.ndarray, Dict[str, jnp.ndarray]]:
-    """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
-
-    weights: importance weights [B] (ones under DrQ's uniform replay). Returns the new state, the
-    priorities |TD error| [B] (unused under uniform replay) and the metrics.
-    """
+def gradients(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey, config: SACConfig
+              ) -> Tuple[Any, Tuple[jnp.ndarray, jnp.ndarray], Dict[str, jnp.ndarray]]:
+    """The critic's gradient (over params: encoder, critic, PSRL modules) on a replay batch
+    (replay.Batch with T >= psrl.sequence_length) of sum_b weights_b (twin TD loss + lambda_sim L_sim
+    + lambda_c L_c) / B, weights [B] the importance weights. Returns (grads, (|TD error| [B], the
+    features of o_k [B, h, w, c]), metrics): `update` steps along it and trains the actor on them."""
     pc = config.psrl
     seq = pc.sequence_length
-    key_aug, key_next_aug, key_next, key_actor = jax.random.split(key, 4)
+    key_aug, key_next_aug, key_next, _ = jax.random.split(key, 4)    # the last is the actor's
     observations = transforms.augment(key_aug, batch.observation[:, :seq], pc.augmentation,
                                       pc.augment_per)
     next_observations = transforms.augment(key_next_aug, batch.next_observation, pc.augmentation)
-    alpha = jnp.exp(state.log_alpha)
 
     target_q = soft_target(state, next_observations, batch.returns, batch.discount, key_next, config)
     batch_size = weights.shape[0]
@@ -178,8 +176,19 @@ def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
         return loss, ((jnp.abs(q1 - target_q), query[:, 0]), metrics)
 
     data = (observations, target_q, weights, batch.action, batch.same_episode)
-    grads, (td_error, features), metrics = microbatched_grad(critic_loss_fn, state.params, data,
-                                                            config.microbatches)
+    return microbatched_grad(critic_loss_fn, state.params, data, config.microbatches)
+
+
+def update(state: SACState, batch, weights: jnp.ndarray, key: chex.PRNGKey,
+           config: SACConfig) -> Tuple[SACState, jnp.ndarray, Dict[str, jnp.ndarray]]:
+    """One learner step on a replay batch (replay.Batch with T >= psrl.sequence_length).
+
+    weights: importance weights [B] (ones under DrQ's uniform replay). Returns the new state, the
+    priorities |TD error| [B] (unused under uniform replay) and the metrics.
+    """
+    grads, (td_error, features), metrics = gradients(state, batch, weights, key, config)
+    key_actor = jax.random.split(key, 4)[3]
+    alpha = jnp.exp(state.log_alpha)
     updates, critic_opt = _adam(config).update(grads, state.critic_opt, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics['grad_norm'] = optax.global_norm(grads)
