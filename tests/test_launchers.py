@@ -233,8 +233,9 @@ def test_dmc_smoke_run_writes_the_contract_files(dmc_run):
 
 
 def test_gradient_shares_splits_a_dmc_runs_critic_gradient(dmc_run):
-    """experiments.gradient_shares on SAC (tests/test_visualization.py has it on Rainbow): which
-    term reaches which module. The actor has its own optimizer and is not among the groups."""
+    """experiments.gradient_shares on SAC (tests/test_visualization.py has it on Rainbow; test_rainbow.py
+    checks terms.term_gradients against the objective): which term reaches which module, so crossed
+    wires between the terms show. The actor has its own optimizer and is not among the groups."""
     result = launch('gradient_shares', f'--workdir={dmc_run}', '--batches=1', timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
@@ -244,6 +245,8 @@ def test_gradient_shares_splits_a_dmc_runs_critic_gradient(dmc_run):
     rounding = 1e-6 * max(max(n.values()) for n in norms.values())
     assert norms['critic']['rl'] > 0 and max(norms['critic']['sim'], norms['critic']['c']) < rounding
     assert norms['correspondence']['rl'] == 0 and norms['correspondence']['c'] > rounding
+    for group in ('conv1x1', 'transition'):      # L_sim's alone (CAT, AAT)
+        assert norms[group]['rl'] == 0 and norms[group]['c'] < rounding < norms[group]['sim'], group
     assert min(norms['encoder'].values()) > 0
     assert 'RL (critic TD)' in result.stdout
 
