@@ -82,7 +82,7 @@ def shares(workdir: str, step, batches: int, seed_index: int) -> dict:
             'norms': {group: {term: mean([r[0][group][term] for r in results]) for term in TERMS}
                       for group in sorted(state.params)},
             'encoder_cos_c_rest': mean([r[1] for r in results]),
-            'rl_loss': 'C51' if suite in ('atari', 'minatar') else 'critic TD',
+            'rl_loss': module.RL_LOSS,
             'lambda_sim': agent_config.psrl.lambda_sim, 'lambda_c': agent_config.psrl.lambda_c,
             'device': training.device_name(), 'commit': repository.git_commit()}
 

@@ -17,6 +17,7 @@ from psrl_jax import networks, psrl, transforms
 from psrl_jax.agents.microbatch import microbatched_grad
 
 _PRIORITY_FLOOR = 1e-6   # SPR's (rlpyt's) EPS: priorities are clamped to [EPS, 1 / EPS]
+RL_LOSS = 'C51'          # the RL term of `gradients` (experiments.gradient_shares names it)
 
 
 @dataclasses.dataclass(frozen=True)

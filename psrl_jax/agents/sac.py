@@ -17,6 +17,8 @@ import optax
 from psrl_jax import networks, psrl, transforms
 from psrl_jax.agents.microbatch import microbatched_grad
 
+RL_LOSS = 'critic TD'    # the RL term of `gradients` (experiments.gradient_shares names it)
+
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
